@@ -1,0 +1,116 @@
+import type { ParseOptions, CheckResult } from './parse.js';
+import type { ConfigProblem } from './problem.js';
+import type { VassalFormat } from './read-file.js';
+import type { VassalInput } from './schema.js';
+import { DEFAULTS, defaultHostname, type VassalSpec } from './spec.js';
+import { parseUser } from './values/users.js';
+
+interface Context {
+  name: string;
+  file: string;
+  format: VassalFormat;
+  lines: Map<string, Array<number | undefined>>;
+  options: ParseOptions;
+}
+
+/** Fills in defaults and checks what involves more than one key. */
+export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
+  const problems: ConfigProblem[] = [];
+  const at = (key: string, message: string, hint?: string, code: ConfigProblem['code'] = 'EMPEROR_ERR_CONFIG_VALUE'): void => {
+    problems.push({ code, file: ctx.file, line: ctx.lines.get(key)?.[0], key, message, hint });
+  };
+
+  const env: Record<string, string> = {};
+  (v.env ?? []).forEach(([k, val], i) => {
+    if (k in env) {
+      problems.push({ code: 'EMPEROR_ERR_CONFIG_DUPLICATE_KEY', file: ctx.file, line: ctx.lines.get('env')?.[i], key: 'env', message: `expected each variable once, got ${k} a second time`, hint: 'keep one' });
+    }
+    env[k] = val;
+  });
+
+  let uid = v.uid?.uid;
+  let gid = v.gid?.gid ?? v.uid?.gid;
+  let home = v.uid?.home;
+  if (ctx.options.tyrant) {
+    const owner = ctx.options.owner;
+    if (owner === undefined || owner.uid === 0 || owner.gid === 0) {
+      problems.push({ code: 'EMPEROR_ERR_CONFIG_USER', file: ctx.file, message: `expected a file owned by an unprivileged user and group (tyrant mode), got ${owner === undefined ? 'no owner' : `owner ${owner.uid}:${owner.gid}`}`, hint: 'chown the vassal file to the customer' });
+    } else {
+      if (v.uid !== undefined && v.uid.uid !== owner.uid) at('uid', `expected the file owner's uid ${owner.uid} (tyrant mode), got ${v.uid.uid}`, 'in tyrant mode the file owner decides; remove uid', 'EMPEROR_ERR_CONFIG_USER');
+      if (v.gid !== undefined && v.gid.gid !== owner.gid) at('gid', `expected the file owner's gid ${owner.gid} (tyrant mode), got ${v.gid.gid}`, 'in tyrant mode the file owner decides; remove gid', 'EMPEROR_ERR_CONFIG_USER');
+      uid = owner.uid;
+      gid = owner.gid;
+      home = safeUser(String(owner.uid))?.home;
+    }
+  } else if (uid === undefined) {
+    problems.push({ code: 'EMPEROR_ERR_CONFIG_MISSING_KEY', file: ctx.file, key: 'uid', message: 'expected uid (the unprivileged user the vassal runs as), got none', hint: 'add uid = USER' });
+  } else if (gid === undefined) {
+    at('uid', `expected gid, since uid ${uid} has no passwd entry to take a group from, got none`, 'add gid = GROUP', 'EMPEROR_ERR_CONFIG_MISSING_KEY');
+  }
+
+  if (v.socket === undefined) {
+    for (const k of ['chown-socket', 'chmod-socket'] as const) if (v[k] !== undefined) at(k, 'expected a socket key with it, got none', 'add socket = app.sock or remove this key', 'EMPEROR_ERR_CONFIG_MISSING_KEY');
+  }
+  if (v.ready === 'notify' && v.command === undefined) at('ready', 'expected a command to wait for, got no command', 'ready = notify waits for the app to send READY=1');
+  const daemons = [...(v['attach-daemon'] ?? []), ...(v['attach-daemon2'] ?? []), ...(v['smart-attach-daemon'] ?? [])];
+  const cron = [...(v.cron ?? []), ...(v.cron2 ?? []), ...(v['unique-cron'] ?? [])];
+  if (v.command === undefined && daemons.length === 0 && cron.length === 0) {
+    problems.push({ code: 'EMPEROR_ERR_CONFIG_MISSING_KEY', file: ctx.file, key: 'command', message: 'expected something to run (command, an attach-daemon or a cron job), got none', hint: 'add command = ...' });
+  }
+  if (problems.length > 0) return { ok: false, problems };
+
+  const order = (key: string, i: number): number => ctx.lines.get(key)?.[i] ?? 0;
+  const withOrder = <T extends { source: string }>(items: T[]): T[] => {
+    const seen = new Map<string, number>();
+    return items
+      .map((it) => {
+        const i = seen.get(it.source) ?? 0;
+        seen.set(it.source, i + 1);
+        return { it, o: order(it.source, i) };
+      })
+      .sort((a, b) => a.o - b.o)
+      .map((x) => x.it);
+  };
+
+  const spec: VassalSpec = {
+    name: ctx.name,
+    file: ctx.file,
+    format: ctx.format,
+    command: v.command,
+    chdir: v.chdir,
+    env,
+    uid,
+    gid,
+    home,
+    socket: v.socket === undefined ? undefined : { path: v.socket, owner: v['chown-socket'], mode: v['chmod-socket'] ?? DEFAULTS.mode },
+    ready: v.ready ?? DEFAULTS.ready,
+    stopSignal: v['stop-signal'] ?? DEFAULTS.stopSignal,
+    reloadSignal: v['reload-signal'] ?? DEFAULTS.reloadSignal,
+    stopTimeoutMs: v['stop-timeout'] ?? DEFAULTS.stopTimeoutMs,
+    rootfs: v.rootfs ?? DEFAULTS.rootfs,
+    hostname: v.hostname ?? defaultHostname(ctx.name),
+    unshare: v.unshare ?? [...DEFAULTS.unshare],
+    binds: [...(v.bind ?? []), ...(v['bind-ro'] ?? [])],
+    tmpSizeBytes: v['tmp-size'] ?? DEFAULTS.tmpSizeBytes,
+    memoryLimitBytes: v['memory-limit'],
+    cpuLimitPercent: v['cpu-limit'],
+    cpuWeight: v['cpu-weight'],
+    pidsLimit: v['pids-limit'],
+    cgroupOpts: v['cgroup-opt'] ?? [],
+    daemons: withOrder(daemons),
+    cron: withOrder(cron),
+    cronTimeoutMs: v['cron-harakiri'],
+    touchReload: v['touch-reload'] ?? [],
+    pty: v.pty ?? DEFAULTS.pty,
+    subscriptions: [...(v['subscribe-to'] ?? []), ...(v.subscribe2 ?? [])],
+  };
+  return { ok: true, spec };
+};
+
+const safeUser = (s: string) => {
+  try {
+    return parseUser(s);
+  } catch {
+    return undefined;
+  }
+};

@@ -1,0 +1,15 @@
+export { checkVassalFile, loadVassalFile, parseVassalText } from './parse.js';
+export type { CheckResult, ParseOptions } from './parse.js';
+export { ConfigError, formatProblem } from './problem.js';
+export type { ConfigProblem } from './problem.js';
+export { MAX_VASSAL_FILE_BYTES, vassalNameOf } from './read-file.js';
+export type { VassalFormat } from './read-file.js';
+export { isMultiKey, vassalKeys } from './schema.js';
+export type { VassalKey } from './schema.js';
+export { DEFAULTS, defaultHostname } from './spec.js';
+export type { Namespace, SocketSpec, VassalSpec } from './spec.js';
+export type { CronSpec, CrontabSchedule, UwsgiSchedule } from './values/cron.js';
+export type { DaemonSpec } from './values/daemon.js';
+export type { BindSpec } from './values/paths.js';
+export type { SubscriptionServer, SubscriptionSpec } from './values/subscription.js';
+export { clearUserCache } from './values/users.js';

@@ -1,0 +1,73 @@
+import type { CronSpec } from './values/cron.js';
+import type { DaemonSpec } from './values/daemon.js';
+import type { BindSpec } from './values/paths.js';
+import type { SubscriptionSpec } from './values/subscription.js';
+import type { VassalFormat } from './read-file.js';
+
+/** A namespace a jail can unshare. */
+export type Namespace = 'fs' | 'ipc' | 'uts' | 'net' | 'pid';
+
+/** The vassal's listening socket, owned by the emperor. */
+export interface SocketSpec {
+  /** Relative to the vassal's run dir (seen as /run in the jail). */
+  path: string;
+  /** Undefined: the emperor's default, www-data:<vassal group> where www-data exists. */
+  owner: { uid: number; gid: number } | undefined;
+  mode: number;
+}
+
+/** A fully validated vassal: what every later layer works from. Defaults are filled in. */
+export interface VassalSpec {
+  name: string;
+  file: string;
+  format: VassalFormat;
+  /** argv of the app; undefined for vassals with only daemons or cron jobs. */
+  command: string[] | undefined;
+  chdir: string | undefined;
+  env: Record<string, string>;
+  /** Undefined only when the caller allows it (tyrant mode fills them from the file owner). */
+  uid: number | undefined;
+  gid: number | undefined;
+  /** The host directory mounted read-write as the vassal's home. */
+  home: string | undefined;
+  socket: SocketSpec | undefined;
+  ready: 'none' | 'notify';
+  stopSignal: string | number;
+  reloadSignal: string | number;
+  stopTimeoutMs: number;
+  /** `host` or an absolute path to a distro tree. */
+  rootfs: string;
+  hostname: string;
+  unshare: Namespace[];
+  binds: BindSpec[];
+  tmpSizeBytes: number;
+  memoryLimitBytes: number | undefined;
+  cpuLimitPercent: number | undefined;
+  cpuWeight: number | undefined;
+  pidsLimit: number | undefined;
+  cgroupOpts: Array<{ file: string; value: string }>;
+  /** attach-daemon, attach-daemon2 and smart-attach-daemon, in the order written. */
+  daemons: DaemonSpec[];
+  /** cron, cron2 and unique-cron, in the order written. */
+  cron: CronSpec[];
+  cronTimeoutMs: number | undefined;
+  touchReload: string[];
+  pty: boolean;
+  subscriptions: SubscriptionSpec[];
+}
+
+/** Defaults, documented in docs/vassal-file.md. */
+export const DEFAULTS = {
+  mode: 0o660,
+  ready: 'none',
+  stopSignal: 'SIGTERM',
+  reloadSignal: 'SIGHUP',
+  stopTimeoutMs: 10_000,
+  rootfs: 'host',
+  unshare: ['fs', 'ipc', 'uts', 'net', 'pid'],
+  tmpSizeBytes: 64 * 1024 * 1024,
+  pty: true,
+} as const;
+
+/** The default hostname of a vassal: its name, with characters a hostname cannot have made "-". */
+export const defaultHostname = (name: string): string => name.replace(/[^A-Za-z0-9.-]/g, '-').replace(/^[-.]+|[-.]+$/g, '').slice(0, 64) || 'vassal';

@@ -1,0 +1,75 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, chownSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { checkVassalFile, formatProblem, MAX_VASSAL_FILE_BYTES } from '../src/index.js';
+import { bad, ini, lines } from './fixtures/check.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'emperor-read-test-'));
+t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+
+const problemsOf = async (file: string, options = {}) => {
+  const r = await checkVassalFile(file, options);
+  if (r.ok) throw new Error(`${file} was accepted`);
+  return r.problems.map((p) => formatProblem(p).replace(`${dir}/`, ''));
+};
+
+t.test('a missing file, a directory, a FIFO and a device are refused without blocking', async (t) => {
+  t.same(await problemsOf(join(dir, 'gone.ini')), ['gone.ini: expected a vassal file, got no such file']);
+  mkdirSync(join(dir, 'd.ini'));
+  t.same(await problemsOf(join(dir, 'd.ini')), ['d.ini: expected a vassal file, got a directory']);
+  execFileSync('mkfifo', [join(dir, 'f.ini')]);
+  t.same(await problemsOf(join(dir, 'f.ini')), ['f.ini: expected a regular file, got a device, FIFO or socket']);
+  symlinkSync('/dev/zero', join(dir, 'z.ini'));
+  t.same(await problemsOf(join(dir, 'z.ini')), ['z.ini: expected a regular file, got a device, FIFO or socket']);
+});
+
+t.test('a 50 MB file is refused by its size, before it is read', async (t) => {
+  const file = join(dir, 'huge.ini');
+  writeFileSync(file, Buffer.alloc(50 * 1024 * 1024, 'a'));
+  t.same(await problemsOf(file), ['huge.ini: expected at most 1M, got 50.0M (a vassal file is a short list of keys; is this the right file?)']);
+  writeFileSync(file, ini('command = x', `env = A=${'a'.repeat(MAX_VASSAL_FILE_BYTES)}`));
+  t.match((await problemsOf(file))[0], /expected at most 1M, got 1\.0M/);
+});
+
+t.test('binary garbage and invalid UTF-8 are refused, naming the line', async (t) => {
+  t.same(lines(await bad('bin.ini', Buffer.from([0x5b, 0x75, 0x0a, 0x7f, 0x45, 0x4c, 0x46, 0x00, 0x01]))), ['bin.ini:2: expected text, got binary data (a NUL byte) (is this the right file?)']);
+  t.same(lines(await bad('latin1.ini', Buffer.concat([Buffer.from('[uwsgi]\nuid = www-data\ncommand = caf'), Buffer.from([0xe9]), Buffer.from('\n')]))), ['latin1.ini:3: expected UTF-8 text, got invalid UTF-8 (save the file as UTF-8)']);
+  const random = Buffer.alloc(4096);
+  for (let i = 0; i < random.length; i++) random[i] = (i * 7919 + 13) % 251;
+  const [p] = await bad('noise.yaml', random);
+  t.equal(p?.code, 'EMPEROR_ERR_CONFIG_ENCODING');
+});
+
+t.test('file names: unknown extensions and unusable names are refused', async (t) => {
+  t.same(lines(await bad('alice.conf', ini('command = x'))), ['alice.conf: expected a file ending in .ini, .json, .yaml or .yml, got ".conf"']);
+  t.same(lines(await bad('alice', ini('command = x'))), ['alice: expected a file ending in .ini, .json, .yaml or .yml, got no extension']);
+  t.same(lines(await bad('-x.ini', ini('command = x'))), ['-x.ini: expected a vassal name of letters, digits, ".", "_" and "-" (at most 64, starting with a letter or digit), got "-x" (the name becomes a directory and a cgroup; rename the file)']);
+  t.same(lines(await bad('a b.ini', ini('command = x'))).length, 1);
+});
+
+t.test('an unreadable file is refused with permission denied (checked as an unprivileged user)', async (t) => {
+  const sub = join(dir, 'perm');
+  mkdirSync(sub, { mode: 0o755 });
+  const file = join(sub, 'secret.ini');
+  writeFileSync(file, ini('command = x'), { mode: 0o600 });
+  // root reads anything; run the check as nobody in a child process to see EACCES for real.
+  const script = `import('${new URL('../dist/index.js', import.meta.url).href}').then(async (m) => { const r = await m.checkVassalFile(${JSON.stringify(file)}); process.stdout.write(r.ok ? 'ok' : r.problems.map(m.formatProblem).join('\\n')); })`;
+  const out = execFileSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', 'env', '-i', `PATH=${process.env.PATH ?? ''}`, process.execPath, '-e', script], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  t.equal(out, `${file}: expected a readable file, got permission denied (make the file readable by the emperor)`);
+});
+
+t.test('tyrant mode: uid/gid come from the owner; root-owned files and symlinks are refused', async (t) => {
+  const file = join(dir, 'tyrant.ini');
+  writeFileSync(file, '[uwsgi]\ncommand = x\n');
+  t.same(await problemsOf(file, { tyrant: true }), ['tyrant.ini: expected a file owned by an unprivileged user and group (tyrant mode), got owner 0:0 (chown the vassal file to the customer)']);
+  chownSync(file, 33, 33);
+  const r = await checkVassalFile(file, { tyrant: true });
+  t.ok(r.ok);
+  if (r.ok) t.same([r.spec.uid, r.spec.gid], [33, 33]);
+  writeFileSync(file, '[uwsgi]\ncommand = x\nuid = nobody\n');
+  t.same(await problemsOf(file, { tyrant: true }), ['tyrant.ini:3: uid: expected the file owner\'s uid 33 (tyrant mode), got 65534 (in tyrant mode the file owner decides; remove uid)']);
+  symlinkSync(file, join(dir, 'link.ini'));
+  t.same(await problemsOf(join(dir, 'link.ini'), { tyrant: true, noFollow: true }), ['link.ini: expected a regular file, got a symlink (tyrant mode refuses symlinks; copy the file instead)']);
+});

@@ -1,0 +1,24 @@
+/**
+ * The catalog of every error code Emperor can raise. Codes are stable: never renamed, never reused.
+ * `docs/errors.md` has one row per code with how to fix it; a test keeps the two lists equal.
+ */
+export const ERROR_CODES = {
+  EMPEROR_ERR_USAGE: 'the command line is wrong',
+  EMPEROR_ERR_CONFIG_READ: 'a vassal file cannot be read',
+  EMPEROR_ERR_CONFIG_NAME: 'a vassal file name is not usable',
+  EMPEROR_ERR_CONFIG_ENCODING: 'a vassal file is not UTF-8 text',
+  EMPEROR_ERR_CONFIG_SYNTAX: 'a vassal file does not parse',
+  EMPEROR_ERR_CONFIG_SECTION: 'a vassal file has no usable [uwsgi] or [vassal] section',
+  EMPEROR_ERR_CONFIG_UNKNOWN_KEY: 'a vassal file uses a key Emperor does not know',
+  EMPEROR_ERR_CONFIG_DUPLICATE_KEY: 'a single-valued key is given more than once',
+  EMPEROR_ERR_CONFIG_MISSING_KEY: 'a required key is missing',
+  EMPEROR_ERR_CONFIG_VALUE: 'a key has a value of the wrong form or out of range',
+  EMPEROR_ERR_CONFIG_USER: 'a user or group is unknown or not allowed',
+  EMPEROR_ERR_INTERNAL: 'a bug in Emperor',
+} as const;
+
+/** A stable error code, e.g. `EMPEROR_ERR_CONFIG_VALUE`. */
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/** Every code in the catalog, in catalog order. */
+export const errorCodes = (): ErrorCode[] => Object.keys(ERROR_CODES) as ErrorCode[];

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs everything Emperor needs on a Debian 12 machine, as root, and builds it. Safe to run again:
+# each step is skipped when already done. Used by demo.sh and test.sh (the README's two commands).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\033[1msetup:\033[0m %s\n' "$*" >&2; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root: Emperor builds jails (namespaces, cgroups) and installs Debian packages"
+
+# Debian packages: the C helper's toolchain and libseccomp; node-gyp's needs (node-pty); the peers and tools
+# the tests and benchmarks run against (uWSGI, bubblewrap, OpenSSH, rsync, iproute2).
+DEBS=(build-essential pkg-config libseccomp-dev python3 git ca-certificates iproute2 procps util-linux
+      passwd bubblewrap uwsgi-core openssh-server openssh-client rsync)
+missing=()
+for p in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js 20 or newer (Debian 12's own nodejs is 18: too old for the test runner and several dependencies).
+if ! command -v node >/dev/null; then
+  log "installing Debian's nodejs and npm"
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$major" -ge 20 ] || die "Node.js $(node --version) is too old: Emperor needs Node.js 20 or newer"
+
+# npm packages, exactly as locked. npm records what it installed in node_modules/.package-lock.json.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+# Users the examples in vassals.example/ run as: one unprivileged user and group per vassal.
+for u in demo-alice demo-bob demo-carol demo-dave; do
+  if ! getent passwd "$u" >/dev/null; then
+    log "creating example user $u"
+    useradd --system --user-group --create-home --home-dir "/srv/emperor-demo/$u" --shell /bin/bash "$u"
+  fi
+done
+
+log "building (tsc -b, make -C native)"
+npm run --silent build
