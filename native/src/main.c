@@ -1,13 +1,203 @@
-/* emperor-jail: placeholder until the jail issue lands (create, exec, teardown of a vassal's jail). */
+/*
+ * emperor-jail: builds, enters and tears down a vassal's jail. It performs the steps it is told on its
+ * command line; every decision (which mounts, which limits, which user) is made by packages/jail.
+ *
+ *   emperor-jail create [options]          shim + jail init; "ready" then "exit" on the status fd
+ *   emperor-jail exec [options] -- CMD...  run CMD inside a running jail as an unprivileged user
+ *   emperor-jail --version
+ */
+#include "create.h"
+#include "exec.h"
+#include "spec.h"
+#include "status.h"
+#include "util.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+#define VERSION "0.1.0"
+
+static const char *need(int argc, char **argv, int *i, int count)
+{
+	if (*i + count >= argc)
+		die("%s: expected %d argument%s", argv[*i], count, count > 1 ? "s" : "");
+	return argv[*i + 1];
+}
+
+static void add_op(struct create_spec *s, enum mount_kind kind, const char *src, const char *dest)
+{
+	if (s->n_ops >= MAX_OPS)
+		die("too many mount operations (at most %d)", MAX_OPS);
+	if (dest[0] != '/')
+		die("mount destination %s: expected an absolute path", dest);
+	s->ops[s->n_ops++] = (struct mount_op){ kind, src, dest };
+}
+
+static void add_cgroup(const char **list, int *n, const char *dir)
+{
+	if (*n >= MAX_CGROUPS)
+		die("too many --cgroup (at most %d)", MAX_CGROUPS);
+	list[(*n)++] = dir;
+}
+
+static void set_status_fd(const char *arg)
+{
+	status_set_fd((int)xparse_num(arg, 0, 1 << 20, "--status-fd"));
+}
+
+static void parse_create(int argc, char **argv, struct create_spec *s)
+{
+	s->ns_flags = parse_ns_list("fs,ipc,uts,net,pid");
+	s->hostname = "jail";
+	s->listen_backlog = 1024;
+	for (int i = 2; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--status-fd")) {
+			set_status_fd(need(argc, argv, &i, 1));
+			i += 1;
+		} else if (!strcmp(a, "--ns")) {
+			s->ns_flags = parse_ns_list(need(argc, argv, &i, 1));
+			i += 1;
+		} else if (!strcmp(a, "--hostname")) {
+			s->hostname = need(argc, argv, &i, 1);
+			i += 1;
+		} else if (!strcmp(a, "--cgroup")) {
+			add_cgroup(s->cgroups, &s->n_cgroups, need(argc, argv, &i, 1));
+			i += 1;
+		} else if (!strcmp(a, "--ro-bind") || !strcmp(a, "--bind") || !strcmp(a, "--symlink") ||
+			   !strcmp(a, "--tmpfs")) {
+			need(argc, argv, &i, 2);
+			enum mount_kind k = !strcmp(a, "--ro-bind") ? M_RO_BIND
+					    : !strcmp(a, "--bind")  ? M_BIND
+					    : !strcmp(a, "--symlink") ? M_SYMLINK
+								      : M_TMPFS;
+			if (k == M_TMPFS)
+				xparse_num(argv[i + 1], 4096, 1LL << 40, "--tmpfs size");
+			add_op(s, k, argv[i + 1], argv[i + 2]);
+			i += 2;
+		} else if (!strcmp(a, "--dir") || !strcmp(a, "--proc") || !strcmp(a, "--dev") || !strcmp(a, "--mqueue")) {
+			enum mount_kind k = !strcmp(a, "--dir") ? M_DIR : !strcmp(a, "--proc") ? M_PROC : !strcmp(a, "--dev") ? M_DEV : M_MQUEUE;
+			add_op(s, k, NULL, need(argc, argv, &i, 1));
+			i += 1;
+		} else if (!strcmp(a, "--listen")) {
+			need(argc, argv, &i, 4);
+			s->listen_path = argv[i + 1];
+			if (s->listen_path[0] != '/')
+				die("--listen: expected an absolute socket path, got %s", s->listen_path);
+			s->listen_uid = (uid_t)xparse_num(argv[i + 2], 0, 4294967294LL, "--listen uid");
+			s->listen_gid = (gid_t)xparse_num(argv[i + 3], 0, 4294967294LL, "--listen gid");
+			s->listen_mode = (mode_t)strtol(argv[i + 4], NULL, 8);
+			if (s->listen_mode > 0777)
+				die("--listen mode: expected at most 777, got %s", argv[i + 4]);
+			i += 4;
+		} else {
+			die("create: unknown option %s", a);
+		}
+	}
+}
+
+static int rlimit_resource(const char *name)
+{
+	static const struct { const char *name; int res; } map[] = {
+		{ "nofile", RLIMIT_NOFILE }, { "nproc", RLIMIT_NPROC }, { "core", RLIMIT_CORE },
+		{ "as", RLIMIT_AS },         { "fsize", RLIMIT_FSIZE }, { "stack", RLIMIT_STACK },
+		{ "memlock", RLIMIT_MEMLOCK }, { "cpu", RLIMIT_CPU },
+	};
+	for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+		if (!strcmp(map[i].name, name))
+			return map[i].res;
+	die("--rlimit: unknown resource %s", name);
+}
+
+static void parse_exec(int argc, char **argv, struct exec_spec *s)
+{
+	s->ns_flags = parse_ns_list("fs,ipc,uts,net,pid");
+	s->cwd = "/";
+	int i;
+	for (i = 2; i < argc && strcmp(argv[i], "--"); i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--status-fd")) {
+			set_status_fd(need(argc, argv, &i, 1));
+			i += 1;
+		} else if (!strcmp(a, "--init")) {
+			need(argc, argv, &i, 2);
+			s->init_pid = (pid_t)xparse_num(argv[i + 1], 2, 1 << 30, "--init pid");
+			s->init_start = (unsigned long long)xparse_num(argv[i + 2], 1, 1LL << 62, "--init start time");
+			i += 2;
+		} else if (!strcmp(a, "--ns")) {
+			s->ns_flags = parse_ns_list(need(argc, argv, &i, 1));
+			i += 1;
+		} else if (!strcmp(a, "--cgroup")) {
+			add_cgroup(s->cgroups, &s->n_cgroups, need(argc, argv, &i, 1));
+			i += 1;
+		} else if (!strcmp(a, "--uid")) {
+			s->uid = (uid_t)xparse_num(need(argc, argv, &i, 1), 1, 4294967294LL, "--uid");
+			i += 1;
+		} else if (!strcmp(a, "--gid")) {
+			s->gid = (gid_t)xparse_num(need(argc, argv, &i, 1), 1, 4294967294LL, "--gid");
+			i += 1;
+		} else if (!strcmp(a, "--cwd")) {
+			s->cwd = need(argc, argv, &i, 1);
+			i += 1;
+		} else if (!strcmp(a, "--env")) {
+			if (s->n_env >= MAX_ENV)
+				die("too many --env (at most %d)", MAX_ENV);
+			s->env[s->n_env++] = need(argc, argv, &i, 1);
+			if (!strchr(s->env[s->n_env - 1], '='))
+				die("--env: expected KEY=VALUE, got %s", s->env[s->n_env - 1]);
+			i += 1;
+		} else if (!strcmp(a, "--pass-fd")) {
+			if (s->n_pass_fds >= MAX_FDS)
+				die("too many --pass-fd (at most %d)", MAX_FDS);
+			s->pass_fds[s->n_pass_fds++] = (int)xparse_num(need(argc, argv, &i, 1), 0, 1 << 20, "--pass-fd");
+			i += 1;
+		} else if (!strcmp(a, "--socket-from")) {
+			need(argc, argv, &i, 3);
+			s->socket_pid = (pid_t)xparse_num(argv[i + 1], 2, 1 << 30, "--socket-from pid");
+			s->socket_start = (unsigned long long)xparse_num(argv[i + 2], 1, 1LL << 62, "--socket-from start time");
+			s->socket_fd = (int)xparse_num(argv[i + 3], 0, 1 << 20, "--socket-from fd");
+			i += 3;
+		} else if (!strcmp(a, "--pty")) {
+			s->pty = true;
+		} else if (!strcmp(a, "--rlimit")) {
+			const char *v = need(argc, argv, &i, 1);
+			if (s->n_rlimits >= MAX_RLIMITS)
+				die("too many --rlimit");
+			char name[32];
+			unsigned long long soft, hard;
+			if (sscanf(v, "%31[a-z]=%llu:%llu", name, &soft, &hard) != 3 || soft > hard)
+				die("--rlimit: expected NAME=SOFT:HARD, got %s", v);
+			s->rlimits[s->n_rlimits++] = (struct rlimit_op){ rlimit_resource(name), soft, hard };
+			i += 1;
+		} else {
+			die("exec: unknown option %s", a);
+		}
+	}
+	if (i >= argc - 1)
+		die("exec: expected -- COMMAND [ARGS...]");
+	if (!s->init_pid || !s->uid || !s->gid)
+		die("exec: --init, --uid and --gid are required");
+	s->argv = argv + i + 1;
+}
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-		puts("emperor-jail 0.1.0");
+	if (argc >= 2 && !strcmp(argv[1], "--version")) {
+		puts("emperor-jail " VERSION);
 		return 0;
 	}
-	fputs("emperor-jail: no command implemented yet\n", stderr);
+	if (argc >= 2 && !strcmp(argv[1], "create")) {
+		static struct create_spec spec;
+		parse_create(argc, argv, &spec);
+		cmd_create(&spec);
+	}
+	if (argc >= 2 && !strcmp(argv[1], "exec")) {
+		static struct exec_spec spec;
+		parse_exec(argc, argv, &spec);
+		cmd_exec(&spec);
+	}
+	fprintf(stderr, "usage: emperor-jail create [options] | exec [options] -- COMMAND... | --version\n");
 	return 2;
 }

@@ -1,0 +1,163 @@
+#include "create.h"
+#include "caps.h"
+#include "cgroup.h"
+#include "jail-init.h"
+#include "listen.h"
+#include "mount.h"
+#include "net.h"
+#include "ns.h"
+#include "seccomp.h"
+#include "status.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* In the child: builds the jail, then becomes its init. Reports success with one byte on sync. */
+static __attribute__((noreturn)) void init_main(const struct create_spec *spec, int sync)
+{
+	/* Die with the shim; and if the shim is already gone, the read below sees EOF. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		die_errno("set the parent-death signal");
+	char go;
+	if (read(sync, &go, 1) != 1)
+		_exit(EXIT_SETUP);
+	build_root(spec);
+	if (spec->ns_flags & CLONE_NEWUTS) {
+		set_step("set the hostname");
+		if (sethostname(spec->hostname, strlen(spec->hostname)) < 0)
+			die_errno("sethostname %s", spec->hostname);
+	}
+	if (spec->ns_flags & CLONE_NEWNET)
+		loopback_up();
+	/* The init keeps no capability, cannot be ptraced (not dumpable) and runs under the same filter. */
+	drop_bounding_and_ambient();
+	lock_securebits();
+	drop_all_caps();
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		die_errno("set not dumpable");
+	load_seccomp();
+	set_step("init");
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null < 0)
+		die_errno("open /dev/null");
+	if (write(sync, "k", 1) != 1)
+		die_errno("report ready");
+	/* From here on nothing of the host stays open in the jail: stdio is /dev/null, every other fd closed. */
+	for (int fd = 0; fd < 3; fd++)
+		if (dup2(null, fd) < 0)
+			_exit(EXIT_SETUP);
+	if (close_range(3, ~0U, 0) < 0)
+		_exit(EXIT_SETUP);
+	run_init();
+}
+
+/* Waits until no process is left in the jail's cgroups (the kernel kills them when init dies). */
+static void wait_cgroups_empty(const struct create_spec *spec)
+{
+	for (int tries = 0; tries < 500; tries++) {
+		bool empty = true;
+		for (int i = 0; i < spec->n_cgroups && empty; i++) {
+			char path[4096], buf[16];
+			snprintf(path, sizeof path, "%s/cgroup.procs", spec->cgroups[i]);
+			int fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue; /* removed already: empty */
+			ssize_t n = read(fd, buf, sizeof buf);
+			close(fd);
+			empty = n <= 0;
+		}
+		if (empty)
+			return;
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+}
+
+void cmd_create(const struct create_spec *spec)
+{
+	set_step("start");
+	pid_t parent = getppid();
+	/* The shim dies with the emperor; init dies with the shim; the kernel then empties the pid namespace. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		die_errno("set the parent-death signal");
+	if (getppid() != parent)
+		die("the parent died before the jail was built");
+
+	int listen_fd = -1;
+	if (spec->listen_path)
+		listen_fd = listen_unix(spec->listen_path, spec->listen_uid, spec->listen_gid, spec->listen_mode,
+					spec->listen_backlog);
+
+	/* Block the signals the shim waits for before the child exists, so none is lost. */
+	sigset_t wait_set;
+	sigemptyset(&wait_set);
+	sigaddset(&wait_set, SIGCHLD);
+	sigaddset(&wait_set, SIGTERM);
+	sigaddset(&wait_set, SIGINT);
+	sigaddset(&wait_set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &wait_set, NULL);
+
+	int sv[2];
+	set_step("socketpair");
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		die_errno("socketpair");
+	set_step("clone");
+	pid_t init = clone_into(spec->ns_flags);
+	if (init == 0) {
+		close(sv[0]);
+		if (listen_fd >= 0)
+			close(listen_fd);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		init_main(spec, sv[1]);
+	}
+	close(sv[1]);
+	/* The init waits on the socket until it is in its cgroups: nothing of the jail runs outside them. */
+	join_cgroups(spec->cgroups, spec->n_cgroups, init);
+	set_step("release the init");
+	if (write(sv[0], "g", 1) != 1)
+		die_errno("release the init");
+	char ok = 0;
+	ssize_t n = read(sv[0], &ok, 1);
+	close(sv[0]);
+	bool ready = n == 1 && ok == 'k';
+	if (ready) {
+		status_event("\"event\":\"ready\",\"shim\":%d,\"init\":%d,\"init_start\":%llu,\"shim_start\":%llu,"
+			     "\"socket_fd\":%d",
+			     (int)getpid(), (int)init, proc_start_time(init), proc_start_time(getpid()), listen_fd);
+	}
+	/* A failed init has already reported its step and errno on the status fd. */
+	int status = 0;
+	for (;;) {
+		siginfo_t info;
+		int sig = ready ? sigwaitinfo(&wait_set, &info) : SIGCHLD;
+		if (sig < 0)
+			continue;
+		if (sig == SIGCHLD) {
+			pid_t r = waitpid(init, &status, ready ? WNOHANG : 0);
+			if (r == init)
+				break;
+			continue;
+		}
+		/* Stop: killing PID 1 makes the kernel kill every process in the jail's pid namespace. */
+		kill(init, SIGKILL);
+	}
+	wait_cgroups_empty(spec);
+	if (listen_fd >= 0 && spec->listen_path)
+		unlink(spec->listen_path); /* ENOENT is harmless: someone removed the run dir already */
+	if (WIFSIGNALED(status))
+		status_event("\"event\":\"exit\",\"code\":null,\"signal\":%d", WTERMSIG(status));
+	else
+		status_event("\"event\":\"exit\",\"code\":%d,\"signal\":null", WEXITSTATUS(status));
+	_exit(ready ? 0 : EXIT_SETUP);
+}

@@ -1,0 +1,198 @@
+#include "exec.h"
+#include "caps.h"
+#include "cgroup.h"
+#include "ns.h"
+#include "relay.h"
+#include "seccomp.h"
+#include "status.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+extern char **environ;
+
+/* Gives the child exactly stdio plus the passed fds, numbered from 3; everything else closes at exec. */
+static void arrange_fds(int *fds, int n)
+{
+	set_step("arrange fds");
+	/* First move every passed fd above the target range, so dup2 never overwrites one still needed. */
+	for (int i = 0; i < n; i++) {
+		int moved = fcntl(fds[i], F_DUPFD_CLOEXEC, 3 + n);
+		if (moved < 0)
+			die_errno("dup fd %d", fds[i]);
+		fds[i] = moved;
+	}
+	for (int i = 0; i < n; i++)
+		if (dup2(fds[i], 3 + i) < 0) /* dup2 clears FD_CLOEXEC on the copy */
+			die_errno("dup2 fd %d to %d", fds[i], 3 + i);
+	/* CVE-2024-21626: no fd of the host survives exec. CLOEXEC rather than close keeps our sync pipe. */
+	if (close_range((unsigned)(3 + n), ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		die_errno("close_range");
+}
+
+static void open_pty(int *master, char *slave, size_t len)
+{
+	set_step("allocate a pty");
+	/* After setns(mnt), /dev/pts/ptmx is the jail's own devpts instance: the tty exists inside the jail. */
+	*master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (*master < 0)
+		die_errno("open /dev/pts/ptmx");
+	int unlock = 0, n = -1;
+	if (ioctl(*master, TIOCSPTLCK, &unlock) < 0 || ioctl(*master, TIOCGPTN, &n) < 0)
+		die_errno("unlock the pty");
+	snprintf(slave, len, "/dev/pts/%d", n);
+}
+
+static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, int *fds, int n_fds,
+						  const char *slave, int sync)
+{
+	pid_t jail_pid = getpid();
+	if (write(sync, &jail_pid, sizeof jail_pid) != sizeof jail_pid)
+		die_errno("report the pid");
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL); /* EINVAL for SIGKILL/SIGSTOP and the libc-reserved ones: harmless */
+	set_step("setsid");
+	if (setsid() < 0)
+		die_errno("setsid");
+	if (slave) {
+		set_step("open the pty");
+		int s = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (s < 0 || ioctl(s, TIOCSCTTY, 0) < 0)
+			die_errno("make %s the controlling terminal", slave);
+		for (int fd = 0; fd < 3; fd++)
+			if (dup2(s, fd) < 0)
+				die_errno("dup2 the pty");
+	}
+	arrange_fds(fds, n_fds);
+	set_step("set rlimits");
+	for (int i = 0; i < spec->n_rlimits; i++) {
+		struct rlimit rl = { spec->rlimits[i].soft, spec->rlimits[i].hard };
+		if (setrlimit(spec->rlimits[i].resource, &rl) < 0)
+			die_errno("setrlimit %d", spec->rlimits[i].resource);
+	}
+	drop_bounding_and_ambient();
+	lock_securebits();
+	become_user(spec->uid, spec->gid);
+	drop_all_caps();
+	set_step("chdir");
+	if (chdir(spec->cwd) < 0)
+		die_errno("chdir %s", spec->cwd);
+	/* runc's verifyCwd: a cwd outside the jail's root reads "(unreachable)". */
+	char cwd[4096];
+	if (!getcwd(cwd, sizeof cwd) || cwd[0] != '/')
+		die_with(EPERM, EXIT_SETUP, "the working directory is outside the jail");
+	/* The environment is exactly what we were told, plus the systemd socket-activation variables. */
+	static char listen_fds[32], listen_pid[32];
+	const char **env = (const char **)spec->env;
+	int n = spec->n_env;
+	if (n_fds > 0) {
+		snprintf(listen_fds, sizeof listen_fds, "LISTEN_FDS=%d", n_fds);
+		snprintf(listen_pid, sizeof listen_pid, "LISTEN_PID=%d", (int)getpid());
+		env[n++] = listen_fds;
+		env[n++] = listen_pid;
+	}
+	env[n] = NULL;
+	environ = (char **)env;
+	load_seccomp();
+	set_step("exec");
+	execvp(spec->argv[0], spec->argv);
+	int err = errno;
+	/* A failed write only loses the errno detail: the exit code below still says what happened. */
+	if (write(sync, &err, sizeof err) != sizeof err)
+		err = errno;
+	die_with(err, err == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC, "exec %s", spec->argv[0]);
+}
+
+void cmd_exec(const struct exec_spec *spec)
+{
+	set_step("start");
+	pid_t parent = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		die_errno("set the parent-death signal");
+	if (getppid() != parent)
+		die("the parent died before the command started");
+	/* CVE-2016-9962: not dumpable before anything of the jail is touched, so the jail cannot ptrace us. */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		die_errno("set not dumpable");
+	set_step("open the jail");
+	int pidfd = open_verified_pidfd(spec->init_pid, spec->init_start, "jail init");
+	int fds[MAX_FDS + 1], n_fds = 0;
+	if (spec->socket_pid > 0) {
+		set_step("take the listening socket");
+		int shim = open_verified_pidfd(spec->socket_pid, spec->socket_start, "jail shim");
+		int fd = (int)syscall(SYS_pidfd_getfd, shim, spec->socket_fd, 0);
+		if (fd < 0)
+			die_errno("pidfd_getfd %d from the shim", spec->socket_fd);
+		close(shim);
+		fds[n_fds++] = fd;
+	}
+	for (int i = 0; i < spec->n_pass_fds; i++)
+		fds[n_fds++] = spec->pass_fds[i];
+	/* Cgroups are host paths: join them before the mount namespace changes. Children inherit them. */
+	join_cgroups(spec->cgroups, spec->n_cgroups, getpid());
+	set_step("setns");
+	enter_namespaces(pidfd, spec->ns_flags);
+	close(pidfd);
+	int master = -1;
+	char slave[64];
+	if (spec->pty)
+		open_pty(&master, slave, sizeof slave);
+
+	sigset_t block;
+	sigfillset(&block);
+	sigdelset(&block, SIGSEGV);
+	sigdelset(&block, SIGBUS);
+	sigprocmask(SIG_SETMASK, &block, NULL);
+	int sync[2];
+	set_step("pipe");
+	if (pipe2(sync, O_CLOEXEC) < 0)
+		die_errno("pipe");
+	set_step("fork into the pid namespace");
+	/* setns(CLONE_NEWPID) only applies to children: fork so the command is inside the jail's pid ns. */
+	pid_t child = fork();
+	if (child < 0)
+		die_errno("fork");
+	if (child == 0) {
+		close(sync[0]);
+		if (master >= 0)
+			close(master);
+		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1]);
+	}
+	close(sync[1]);
+	for (int i = 0; i < n_fds; i++)
+		if (fds[i] > 2)
+			close(fds[i]);
+	pid_t jail_pid = 0;
+	int err = 0;
+	if (read(sync[0], &jail_pid, sizeof jail_pid) == sizeof jail_pid) {
+		status_event("\"event\":\"spawn\",\"pid\":%d,\"jail_pid\":%d", (int)child, (int)jail_pid);
+		if (read(sync[0], &err, sizeof err) != sizeof err)
+			err = 0; /* EOF: exec succeeded */
+	}
+	close(sync[0]);
+	int status = relay_until_exit(child, master);
+	int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		status_event("\"event\":\"exit\",\"pid\":%d,\"code\":null,\"signal\":%d", (int)child, WTERMSIG(status));
+	else
+		status_event("\"event\":\"exit\",\"pid\":%d,\"code\":%d,\"signal\":null", (int)child, code);
+	_exit(code);
+}

@@ -1,0 +1,63 @@
+/* What the helper is told to do: parsed from its argument list (main.c); policy comes from TypeScript. */
+#pragma once
+#include <stdbool.h>
+#include <sys/types.h>
+
+enum mount_kind { M_RO_BIND, M_BIND, M_SYMLINK, M_DIR, M_TMPFS, M_PROC, M_DEV, M_MQUEUE };
+
+struct mount_op {
+	enum mount_kind kind;
+	const char *src;  /* host path (binds), link target (symlink), size in bytes (tmpfs) */
+	const char *dest; /* path inside the jail */
+};
+
+#define MAX_OPS 128
+#define MAX_CGROUPS 8
+#define MAX_ENV 256
+#define MAX_FDS 16
+#define MAX_RLIMITS 16
+
+struct rlimit_op {
+	int resource;
+	unsigned long long soft, hard;
+};
+
+struct create_spec {
+	int ns_flags;
+	const char *hostname;
+	struct mount_op ops[MAX_OPS];
+	int n_ops;
+	const char *cgroups[MAX_CGROUPS]; /* cgroup directories to put the init in */
+	int n_cgroups;
+	/* The vassal's listening socket, created and held by the shim. */
+	const char *listen_path;
+	uid_t listen_uid;
+	gid_t listen_gid;
+	mode_t listen_mode;
+	int listen_backlog;
+};
+
+struct exec_spec {
+	pid_t init_pid;
+	unsigned long long init_start; /* start time of init (clock ticks), guards against pid reuse */
+	int ns_flags;
+	const char *cgroups[MAX_CGROUPS];
+	int n_cgroups;
+	uid_t uid;
+	gid_t gid;
+	const char *cwd;
+	const char *env[MAX_ENV + 3];
+	int n_env;
+	int pass_fds[MAX_FDS];
+	int n_pass_fds;
+	pid_t socket_pid; /* shim holding the listening socket */
+	unsigned long long socket_start;
+	int socket_fd;
+	bool pty;
+	struct rlimit_op rlimits[MAX_RLIMITS];
+	int n_rlimits;
+	char **argv;
+};
+
+/* "fs,ipc,uts,net,pid" to CLONE_NEW* flags; dies on an unknown name. */
+int parse_ns_list(const char *list);

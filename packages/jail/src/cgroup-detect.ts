@@ -1,0 +1,90 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { EmperorError } from '@emperor/errors';
+
+/** The controllers a jail needs: limits (memory, cpu, pids) and cpu accounting. */
+export type Controller = 'memory' | 'cpu' | 'cpuacct' | 'pids';
+
+/** Where one controller lives for this process. */
+export interface Hierarchy {
+  version: 1 | 2;
+  /** The controllers of this hierarchy that we use (v1 may co-mount cpu and cpuacct). */
+  controllers: Controller[];
+  /** The emperor's own cgroup directory in it (mount point + /proc/self/cgroup path). */
+  own: string;
+  /** The hierarchy's mount point. */
+  mount: string;
+}
+
+/** What /proc tells about this machine's cgroups; the texts can be passed in so the rules can be read in tests. */
+export interface CgroupSources {
+  mountinfo: string;
+  selfCgroup: string;
+  /** Reads a cgroup2 directory's cgroup.controllers. */
+  readControllers: (dir: string) => string;
+}
+
+const realSources = (): CgroupSources => ({
+  mountinfo: readFileSync('/proc/self/mountinfo', 'utf8'),
+  selfCgroup: readFileSync('/proc/self/cgroup', 'utf8'),
+  readControllers: (dir) => readFileSync(join(dir, 'cgroup.controllers'), 'utf8'),
+});
+
+/**
+ * Finds, for each needed controller, the hierarchy that has it: a cgroup v1 mount listing it, else the
+ * cgroup2 mount if its root enables it. Hybrid machines (v1 controllers plus an empty cgroup2, like this
+ * development machine) use v1. Under v2, cpu accounting comes with the cpu controller (cpu.stat).
+ */
+export const detectHierarchies = (sources: CgroupSources = realSources()): Hierarchy[] => {
+  const v1 = new Map<string, { mount: string; controllers: string[] }>();
+  let v2Mount: string | undefined;
+  for (const line of sources.mountinfo.split('\n')) {
+    const [left, right] = line.split(' - ');
+    if (left === undefined || right === undefined) continue;
+    const mount = unescape(left.split(' ')[4] ?? '');
+    const [fstype, , superOpts = ''] = right.split(' ');
+    if (fstype === 'cgroup2') v2Mount ??= mount;
+    if (fstype === 'cgroup') {
+      const controllers = superOpts.split(',').filter((o) => ['memory', 'cpu', 'cpuacct', 'pids'].includes(o));
+      if (controllers.length > 0) v1.set(controllers.slice().sort().join(','), { mount, controllers });
+    }
+  }
+  const own = new Map<string, string>(); // "cpu,cpuacct" or "" (v2) -> path
+  for (const line of sources.selfCgroup.split('\n')) {
+    const m = /^\d+:([^:]*):(.*)$/.exec(line);
+    if (m?.[1] !== undefined && m[2] !== undefined) own.set(m[1].split(',').filter((c) => !c.startsWith('name=')).sort().join(','), m[2]);
+  }
+  const result: Hierarchy[] = [];
+  const found = new Set<Controller>();
+  for (const [key, { mount, controllers }] of v1) {
+    const path = own.get(key);
+    if (path === undefined) continue;
+    result.push({ version: 1, controllers: controllers as Controller[], mount, own: join(mount, path) });
+    for (const c of controllers) found.add(c as Controller);
+  }
+  const missing = (['memory', 'cpu', 'pids'] as const).filter((c) => !found.has(c));
+  if (missing.length > 0 && v2Mount !== undefined && own.has('')) {
+    const ownV2 = join(v2Mount, own.get('') ?? '/');
+    let enabled: string[] = [];
+    try {
+      enabled = sources.readControllers(v2Mount).trim().split(/\s+/);
+    } catch {
+      enabled = [];
+    }
+    const v2 = missing.filter((c) => enabled.includes(c));
+    if (v2.length > 0) {
+      result.push({ version: 2, controllers: v2, mount: v2Mount, own: ownV2 });
+      for (const c of v2) found.add(c);
+    }
+  }
+  const still = (['memory', 'cpu', 'pids'] as const).filter((c) => !found.has(c));
+  if (still.length > 0) {
+    throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `expected the cgroup controller${still.length > 1 ? 's' : ''} ${still.join(', ')} (cgroup v1 or v2), got none mounted for this process`, {
+      hint: 'mount the controller (cgroup v1), or enable it in the parent cgroup.subtree_control (cgroup v2)',
+    });
+  }
+  return result;
+};
+
+/** mountinfo escapes spaces and such as \040. */
+const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(Number.parseInt(o, 8)));

@@ -1,0 +1,13 @@
+export { detectHierarchies } from './cgroup-detect.js';
+export type { CgroupSources, Controller, Hierarchy } from './cgroup-detect.js';
+export { JailCgroups, removeCgroupParent } from './cgroups.js';
+export type { CgroupLimits, CgroupUsage } from './cgroups.js';
+export { helperPath } from './helper.js';
+export { Jail } from './jail.js';
+export type { JailExit, JailOptions } from './jail.js';
+export { JailProcess } from './jail-process.js';
+export type { ExecOptions } from './jail-process.js';
+export { HOST_SYSTEM_DIRS, mountArgs } from './layout.js';
+export type { LayoutPaths } from './layout.js';
+export { parseStatusLine } from './status.js';
+export type { StatusEvent } from './status.js';

@@ -1,0 +1,85 @@
+import type { Readable } from 'node:stream';
+import { EmperorError } from '@emperor/errors';
+import { execa, type ResultPromise, type Options } from 'execa';
+import { helperPath } from './helper.js';
+import type { Jail, JailExit } from './jail.js';
+import { helperError, readStatus } from './status.js';
+
+/** How to run a process in a jail. */
+export interface ExecOptions {
+  argv: string[];
+  /** Working directory inside the jail. Default: the vassal's chdir, else its home, else /. */
+  cwd?: string | undefined;
+  /** Added to the clean environment (PATH, HOME and the vassal file's env). */
+  env?: Record<string, string> | undefined;
+  /** Give the process the vassal's listening socket as fd 3 (LISTEN_FDS=1). */
+  socket?: boolean;
+  /** Allocate a pty in the jail's own devpts and relay it to the helper's stdio. */
+  pty?: boolean;
+  /** stdio of the helper, which the process inherits (execa's stdio forms). Default: ignore, pipe, pipe. */
+  stdio?: [Options['stdin'], Options['stdout'], Options['stderr']];
+  /** Resource limits, e.g. { nofile: [1024, 4096] }. */
+  rlimits?: Record<string, [number, number]>;
+}
+
+const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+/** A process running inside a jail, through the `emperor-jail exec` helper that entered it. */
+export class JailProcess {
+  /** The helper's subprocess (execa): its stdout/stderr are the process's. */
+  readonly subprocess: ResultPromise<Options>;
+  /** Resolves when the process is running inside the jail: host pid and pid inside the jail. */
+  readonly started: Promise<{ pid: number; jailPid: number }>;
+  /** Resolves with the exit code (128+signal when killed, 125 when the jail could not be entered). */
+  readonly exited: Promise<JailExit & { error: EmperorError | undefined }>;
+
+  private constructor(subprocess: ResultPromise<Options>, started: JailProcess['started'], exited: JailProcess['exited']) {
+    this.subprocess = subprocess;
+    this.started = started;
+    this.exited = exited;
+  }
+
+  /** Starts `options.argv` in `jail`. */
+  static start(jail: Jail, options: ExecOptions): JailProcess {
+    const spec = jail.spec;
+    const home = spec.home ?? '/';
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: home, ...spec.env, ...options.env };
+    const args = [
+      'exec', '--status-fd', '3', ...jail.enterArgs(),
+      '--uid', String(spec.uid), '--gid', String(spec.gid),
+      '--cwd', options.cwd ?? spec.chdir ?? home,
+      ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+      ...(options.socket ? jail.socketArgs() : []),
+      ...(options.pty ? ['--pty'] : []),
+      ...Object.entries(options.rlimits ?? {}).flatMap(([k, [soft, hard]]) => ['--rlimit', `${k}=${soft}:${hard}`]),
+      '--', ...options.argv,
+    ];
+    const [stdin, stdout, stderr] = options.stdio ?? ['ignore', 'pipe', 'pipe'];
+    const sub = execa(helperPath(), args, { stdio: [stdin, stdout, stderr, 'pipe'], reject: false, buffer: false, cleanup: true });
+    let error: EmperorError | undefined;
+    let onStart: (v: { pid: number; jailPid: number }) => void = () => {};
+    let onFail: (e: Error) => void = () => {};
+    const started = new Promise<{ pid: number; jailPid: number }>((resolve, reject) => {
+      onStart = resolve;
+      onFail = reject;
+    });
+    started.catch(() => {}); // callers that only await `exited` must not see an unhandled rejection
+    let exit: JailExit = { code: null, signal: null };
+    readStatus(sub.stdio[3] as Readable, (e) => {
+      if (e.event === 'spawn') onStart({ pid: e.pid, jailPid: e.jail_pid });
+      else if (e.event === 'error') error ??= helperError(`jail ${jail.name}: exec ${options.argv[0] ?? ''}`, e);
+      else if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
+    });
+    const exited = sub.then((r) => {
+      if (exit.code === null && exit.signal === null) exit = { code: r.exitCode ?? null, signal: null };
+      onFail(error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${jail.name}: exec ${options.argv[0] ?? ''}: expected it to start, got exit ${r.exitCode ?? r.signal}`));
+      return { ...exit, error };
+    });
+    return new JailProcess(sub as unknown as ResultPromise<Options>, started, exited);
+  }
+
+  /** Sends a signal to the process's whole process group (through the helper, which forwards it). */
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    this.subprocess.kill(signal);
+  }
+}

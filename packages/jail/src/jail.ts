@@ -1,0 +1,150 @@
+import type { Readable } from 'node:stream';
+import type { VassalSpec } from '@emperor/config';
+import { EmperorError } from '@emperor/errors';
+import { execa, type Options, type ResultPromise } from 'execa';
+import type { Hierarchy } from './cgroup-detect.js';
+import { JailCgroups, type CgroupUsage } from './cgroups.js';
+import { helperPath } from './helper.js';
+import { mountArgs } from './layout.js';
+import { JailProcess, type ExecOptions } from './jail-process.js';
+import { helperError, readStatus, type StatusEvent } from './status.js';
+
+/** Where and how a jail is built, beyond its vassal spec. */
+export interface JailOptions {
+  /** The vassal's run dir on the host (must exist): /run and /var/run in the jail. */
+  runDir: string;
+  /** The vassal's home on the host, bound read-write at the same path. Default: from the spec. */
+  home?: string | undefined;
+  /** The directory under the emperor's own cgroup that holds the jails. Default `emperor`. */
+  cgroupParent?: string;
+  /** The listening socket the shim creates and holds (host path, owner, mode). */
+  socket?: { path: string; uid: number; gid: number; mode: number } | undefined;
+  /** For tests: the cgroup hierarchies to use. */
+  hierarchies?: Hierarchy[];
+}
+
+/** How a jail ended. */
+export interface JailExit {
+  code: number | null;
+  signal: number | null;
+}
+
+/**
+ * A running jail: the shim (host side), its init (PID 1 inside), and the cgroups. Processes are started
+ * in it with {@link Jail.exec}; {@link Jail.stop} ends every one of them and removes the cgroups.
+ */
+export class Jail {
+  readonly name: string;
+  readonly spec: VassalSpec;
+  readonly cgroups: JailCgroups;
+  readonly shimPid: number;
+  readonly initPid: number;
+  /** Resolves once the shim has exited and the cgroups are removed. */
+  readonly exited: Promise<JailExit>;
+  readonly #ready: Extract<StatusEvent, { event: 'ready' }>;
+  readonly #shim: ResultPromise<Options>;
+  #stopped = false;
+
+  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ResultPromise<Options>, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>) {
+    this.name = spec.name;
+    this.spec = spec;
+    this.cgroups = cgroups;
+    this.#shim = shim;
+    this.#ready = ready;
+    this.shimPid = ready.shim;
+    this.initPid = ready.init;
+    this.exited = exited.then((e) => {
+      this.#stopped = true;
+      this.cgroups.remove();
+      return e;
+    });
+  }
+
+  /** Builds the jail of a vassal and waits until its init is ready. */
+  static async create(spec: VassalSpec, options: JailOptions): Promise<Jail> {
+    if (spec.uid === undefined || spec.gid === undefined || spec.uid === 0 || spec.gid === 0) {
+      throw new EmperorError('EMPEROR_ERR_JAIL_USER', `jail ${spec.name}: expected an unprivileged uid and gid, got ${spec.uid ?? 'none'}:${spec.gid ?? 'none'}`, { hint: 'set uid in the vassal file' });
+    }
+    const helper = helperPath();
+    const mounts = mountArgs(spec, { runDir: options.runDir, home: options.home ?? spec.home });
+    const cgroups = JailCgroups.create(spec.name, options.cgroupParent ?? 'emperor', options.hierarchies);
+    try {
+      cgroups.apply({ memoryBytes: spec.memoryLimitBytes, cpuPercent: spec.cpuLimitPercent, cpuWeight: spec.cpuWeight, pids: spec.pidsLimit, raw: spec.cgroupOpts });
+      const s = options.socket;
+      const args = [
+        'create', '--status-fd', '3', '--ns', spec.unshare.join(','), '--hostname', spec.hostname,
+        ...cgroups.dirs.flatMap((d) => ['--cgroup', d]),
+        ...mounts,
+        ...(s === undefined ? [] : ['--listen', s.path, String(s.uid), String(s.gid), s.mode.toString(8)]),
+      ];
+      const shim = execa(helper, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], reject: false, buffer: false, cleanup: true });
+      const stderr = tail(shim.stderr);
+      let error: EmperorError | undefined;
+      let exit: JailExit = { code: null, signal: null };
+      let onReady: (e: Extract<StatusEvent, { event: 'ready' }>) => void = () => {};
+      const ready = new Promise<Extract<StatusEvent, { event: 'ready' }>>((resolve) => (onReady = resolve));
+      readStatus(shim.stdio[3] as Readable, (e) => {
+        if (e.event === 'ready') onReady(e);
+        else if (e.event === 'error') error ??= helperError(`jail ${spec.name}`, e);
+        else if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
+      });
+      const done = shim.then((r) => {
+        if (exit.code === null && exit.signal === null && r.signal !== undefined) exit = { code: null, signal: null };
+        return exit;
+      });
+      const first = await Promise.race([ready, done.then(() => undefined)]);
+      if (first === undefined) {
+        await done;
+        throw error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${spec.name}: expected the helper to report ready, got an exit without a report${stderr() ? `: ${stderr()}` : ''}`);
+      }
+      return new Jail(spec, cgroups, shim as unknown as ResultPromise<Options>, first, done);
+    } catch (e) {
+      cgroups.remove();
+      throw e;
+    }
+  }
+
+  /** True until the jail has stopped. */
+  get running(): boolean {
+    return !this.#stopped;
+  }
+
+  /** The arguments `emperor-jail exec` needs to enter this jail. */
+  enterArgs(): string[] {
+    const r = this.#ready;
+    return ['--init', String(r.init), String(r.init_start), '--ns', this.spec.unshare.join(','), ...this.cgroups.dirs.flatMap((d) => ['--cgroup', d])];
+  }
+
+  /** The arguments that hand the listening socket held by the shim to a process as fd 3. */
+  socketArgs(): string[] {
+    const r = this.#ready;
+    if (r.socket_fd < 0) throw new EmperorError('EMPEROR_ERR_JAIL_SETUP', `jail ${this.name}: expected a listening socket, got none`, { hint: 'set socket in the vassal file' });
+    return ['--socket-from', String(r.shim), String(r.shim_start), String(r.socket_fd)];
+  }
+
+  /** Starts a process inside the jail as the vassal user. */
+  exec(options: ExecOptions): JailProcess {
+    if (!this.running) throw new EmperorError('EMPEROR_ERR_JAIL_STOPPED', `jail ${this.name}: expected a running jail, got a stopped one`, { hint: 'start the vassal again' });
+    return JailProcess.start(this, options);
+  }
+
+  /** Memory, cpu, pids and OOM kills of the whole jail. */
+  usage(): CgroupUsage {
+    return this.cgroups.usage();
+  }
+
+  /** Stops the jail: kills its init (and so every process in it), waits, removes the cgroups. */
+  async stop(): Promise<JailExit> {
+    if (this.running) this.#shim.kill('SIGTERM');
+    return this.exited;
+  }
+}
+
+/** Keeps the last few KB of a stream, for error messages. */
+const tail = (stream: Readable | null): (() => string) => {
+  let text = '';
+  stream?.on('data', (d: Buffer) => {
+    text = (text + d.toString()).slice(-4096);
+  });
+  return () => text.trim().split('\n').slice(-3).join(' | ');
+};

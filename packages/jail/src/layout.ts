@@ -1,0 +1,72 @@
+import { existsSync, lstatSync, readdirSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { VassalSpec } from '@emperor/config';
+import { EmperorError } from '@emperor/errors';
+
+/** Host directories a `rootfs = host` jail sees read-only (symlinks, as on merged-/usr systems, are copied). */
+export const HOST_SYSTEM_DIRS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt'];
+
+/** Top-level entries of a distro tree the jail builds itself instead of binding. */
+const OWN_DIRS = new Set(['proc', 'dev', 'sys', 'tmp', 'run', 'home', 'mnt', 'media', 'lost+found']);
+
+/** Where the jail's pieces come from on the host. */
+export interface LayoutPaths {
+  /** The vassal's run dir on the host: /run and /var/run inside. */
+  runDir: string;
+  /** The vassal's home on the host (bound at the same path), if it has one. */
+  home?: string | undefined;
+}
+
+const entryArgs = (host: string, jail: string): string[] => {
+  const st = lstatSync(host);
+  if (st.isSymbolicLink()) return ['--symlink', readlinkSync(host), jail];
+  return ['--ro-bind', host, jail];
+};
+
+const rootfsArgs = (rootfs: string): string[] => {
+  if (rootfs === 'host') return HOST_SYSTEM_DIRS.filter((d) => existsSync(d) || isLink(d)).flatMap((d) => entryArgs(d, d));
+  let st;
+  try {
+    st = statSync(rootfs);
+  } catch {
+    throw new EmperorError('EMPEROR_ERR_JAIL_ROOTFS', `rootfs ${rootfs}: expected a distro tree, got no such directory`, { hint: 'debootstrap a distro there, or use rootfs = host' });
+  }
+  if (!st.isDirectory()) throw new EmperorError('EMPEROR_ERR_JAIL_ROOTFS', `rootfs ${rootfs}: expected a directory, got a file`);
+  for (const own of ['dev', 'proc', 'sys', 'run']) {
+    const p = join(rootfs, own);
+    if (isLink(p)) {
+      throw new EmperorError('EMPEROR_ERR_JAIL_ROOTFS', `rootfs ${rootfs}: expected /${own} to be a plain directory, got a symlink to ${readlinkSync(p)}`, {
+        hint: `replace ${p} with an empty directory; a jail never follows symlinks out of its root`,
+      });
+    }
+  }
+  return readdirSync(rootfs)
+    .filter((e) => !OWN_DIRS.has(e))
+    .sort()
+    .flatMap((e) => entryArgs(join(rootfs, e), `/${e}`));
+};
+
+const isLink = (p: string): boolean => {
+  try {
+    return lstatSync(p).isSymbolicLink();
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * The helper's mount arguments for a vassal: the system tree, then the jail's own /proc, /dev, /tmp and
+ * /run, the home, then the vassal file's binds, in that order (later mounts may nest in earlier ones).
+ */
+export const mountArgs = (spec: VassalSpec, paths: LayoutPaths): string[] => {
+  const args = rootfsArgs(spec.rootfs);
+  args.push('--proc', '/proc', '--dev', '/dev');
+  if (spec.unshare.includes('ipc')) args.push('--mqueue', '/dev/mqueue');
+  args.push('--tmpfs', String(spec.tmpSizeBytes), '/tmp');
+  args.push('--bind', paths.runDir, '/run');
+  // A distro brings its own /var (whose run is usually a symlink to /run); the host layout has none.
+  if (!args.includes('/var')) args.push('--symlink', '/run', '/var/run');
+  if (paths.home !== undefined && existsSync(paths.home)) args.push('--bind', paths.home, paths.home);
+  for (const b of spec.binds) args.push(b.readOnly ? '--ro-bind' : '--bind', b.host, b.jail);
+  return args;
+};

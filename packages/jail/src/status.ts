@@ -1,0 +1,58 @@
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { EmperorError } from '@emperor/errors';
+
+/**
+ * The helper's status fd: one JSON object per line. This is the one module that knows the protocol
+ * (native/src/status.h writes it).
+ */
+export type StatusEvent =
+  | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number }
+  | { event: 'spawn'; pid: number; jail_pid: number }
+  | { event: 'exit'; pid?: number; code: number | null; signal: number | null }
+  | { event: 'error'; step: string; errno: number; error: string; message: string };
+
+const EVENTS = new Set(['ready', 'spawn', 'exit', 'error']);
+
+/** Parses one status line; a line that is not an event is reported, never thrown at the caller. */
+export const parseStatusLine = (line: string): StatusEvent | undefined => {
+  try {
+    const v = JSON.parse(line) as { event?: unknown };
+    return typeof v === 'object' && v !== null && EVENTS.has(String(v.event)) ? (v as StatusEvent) : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/** Calls `onEvent` for every event read from the stream, in order. */
+export const readStatus = (stream: Readable, onEvent: (e: StatusEvent) => void): void => {
+  const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  rl.on('line', (line) => {
+    const e = parseStatusLine(line);
+    if (e !== undefined) onEvent(e);
+  });
+};
+
+/** The error a helper's error event stands for: the step, the errno name and the message. */
+export const helperError = (who: string, e: Extract<StatusEvent, { event: 'error' }>): EmperorError => {
+  const errno = e.error === '' ? '' : ` (${e.error})`;
+  return new EmperorError('EMPEROR_ERR_JAIL_SETUP', `${who}: ${e.step}: ${e.message}${errno}`, { hint: hintFor(e) });
+};
+
+const hintFor = (e: Extract<StatusEvent, { event: 'error' }>): string | undefined => {
+  switch (e.error) {
+    case 'ENOENT':
+      return 'a path it names does not exist: create it or fix the vassal file';
+    case 'ELOOP':
+      return 'a symlink is in the way; jails never follow symlinks in mount paths';
+    case 'EROFS':
+      return 'the destination is inside a read-only directory; bind it somewhere writable like /srv or /data';
+    case 'ESRCH':
+      return 'the jail is not running';
+    case 'EACCES':
+    case 'EPERM':
+      return 'the emperor must run as root';
+    default:
+      return undefined;
+  }
+};
