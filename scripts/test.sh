@@ -12,6 +12,8 @@ trap 'rm -f "$out"' EXIT
 set +e
 ./node_modules/.bin/tap "$@" 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
+# Nothing a test started may outlive the suite: processes, cgroups, mounts, netns, scratch dirs.
+node scripts/leak-check.mjs || rc=1
 set -e
 # tap's own summary is "# { total: N, pass: N, fail: N }"; print it in the plain form CI tools read.
 summary=$(grep -E '^# \{ total: [0-9]+' "$out" | tail -n 1 || true)

@@ -59,8 +59,10 @@ static void open_pty(int *master, char *slave, size_t len)
 }
 
 static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, int *fds, int n_fds,
-						  const char *slave, int sync)
+						  const char *slave, int sync, const int *cg_fds)
 {
+	/* Into the jail's cgroups before anything else runs: limits apply from the first instruction. */
+	join_cgroup_fds(cg_fds, spec->n_cgroups);
 	pid_t jail_pid = getpid();
 	if (write(sync, &jail_pid, sizeof jail_pid) != sizeof jail_pid)
 		die_errno("report the pid");
@@ -146,8 +148,12 @@ void cmd_exec(const struct exec_spec *spec)
 	}
 	for (int i = 0; i < spec->n_pass_fds; i++)
 		fds[n_fds++] = spec->pass_fds[i];
-	/* Cgroups are host paths: join them before the mount namespace changes. Children inherit them. */
-	join_cgroups(spec->cgroups, spec->n_cgroups, getpid());
+	/*
+	 * Cgroups are host paths: open them before the mount namespace changes. Only the child joins, so this
+	 * helper never counts against the jail's pids or memory and is never the jail's OOM victim.
+	 */
+	int cg_fds[MAX_CGROUPS];
+	open_cgroup_procs(spec->cgroups, spec->n_cgroups, cg_fds);
 	set_step("setns");
 	enter_namespaces(pidfd, spec->ns_flags);
 	close(pidfd);
@@ -174,9 +180,11 @@ void cmd_exec(const struct exec_spec *spec)
 		close(sync[0]);
 		if (master >= 0)
 			close(master);
-		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1]);
+		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], cg_fds);
 	}
 	close(sync[1]);
+	for (int i = 0; i < spec->n_cgroups; i++)
+		close(cg_fds[i]);
 	for (int i = 0; i < n_fds; i++)
 		if (fds[i] > 2)
 			close(fds[i]);

@@ -43,9 +43,11 @@ export class Jail {
   readonly exited: Promise<JailExit>;
   readonly #ready: Extract<StatusEvent, { event: 'ready' }>;
   readonly #shim: ResultPromise<Options>;
+  readonly #stderr: () => string;
   #stopped = false;
 
-  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ResultPromise<Options>, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>) {
+  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ResultPromise<Options>, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>, stderr: () => string) {
+    this.#stderr = stderr;
     this.name = spec.name;
     this.spec = spec;
     this.cgroups = cgroups;
@@ -97,11 +99,16 @@ export class Jail {
         await done;
         throw error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${spec.name}: expected the helper to report ready, got an exit without a report${stderr() ? `: ${stderr()}` : ''}`);
       }
-      return new Jail(spec, cgroups, shim as unknown as ResultPromise<Options>, first, done);
+      return new Jail(spec, cgroups, shim as unknown as ResultPromise<Options>, first, done, stderr);
     } catch (e) {
       cgroups.remove();
       throw e;
     }
+  }
+
+  /** The last lines the shim wrote to stderr (for the emperor's log; empty when all is well). */
+  diagnostics(): string {
+    return this.#stderr();
   }
 
   /** True until the jail has stopped. */

@@ -1,0 +1,194 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { detectHierarchies, Jail } from '../src/index.js';
+import { cleanupCgroups, CGROUP_PARENT, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
+
+const alive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** Waits (bounded) until none of the pids is alive. */
+const allGone = async (pids: number[]): Promise<boolean> => {
+  for (let i = 0; i < 200; i++) {
+    if (pids.every((p) => !alive(p))) return true;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return false;
+};
+
+if (requireJails(t)) {
+  cleanupCgroups(t);
+
+  t.test('SIGKILL of the shim ends every process of the jail', async (t) => {
+    const jail = await makeJail(t, specOf('fault-shim'));
+    const p = jail.exec({ argv: ['sleep', '300'] });
+    const { pid } = await p.started;
+    process.kill(jail.shimPid, 'SIGKILL');
+    t.ok(await allGone([jail.shimPid, jail.initPid, pid]), 'shim, init and the sleeper are gone');
+    await jail.exited;
+    t.notOk(jail.running);
+    t.same(jail.cgroups.dirs.filter((d) => existsSync(d)), [], 'its cgroups are removed');
+  });
+
+  t.test('SIGKILL of the init ends every process of the jail', async (t) => {
+    const jail = await makeJail(t, specOf('fault-init'));
+    const p = jail.exec({ argv: ['sleep', '300'] });
+    const { pid } = await p.started;
+    process.kill(jail.initPid, 'SIGKILL');
+    t.ok(await allGone([jail.initPid, pid, jail.shimPid]), 'init, the sleeper and then the shim are gone');
+    t.same(await jail.exited, { code: null, signal: 9 }, 'the shim reports how the init ended');
+  });
+
+  t.test('SIGKILL of the emperor-side parent ends every process of the jail', async (t) => {
+    const spec = specOf('fault-parent');
+    const runDir = runDirFor(t, spec);
+    // A separate node process plays the emperor: it builds the jail, starts a sleeper, prints the pids.
+    const script = `
+      const { parseVassalText } = await import(${JSON.stringify(new URL('../../config/dist/index.js', import.meta.url).href)});
+      const { Jail } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)});
+      const spec = parseVassalText('[uwsgi]\\nuid = demo-alice\\ncommand = true\\n', 'fault-parent.ini').spec;
+      const jail = await Jail.create(spec, { runDir: ${JSON.stringify(runDir)}, cgroupParent: ${JSON.stringify(CGROUP_PARENT)} });
+      const p = jail.exec({ argv: ['sleep', '300'] });
+      const { pid } = await p.started;
+      console.log(JSON.stringify({ shim: jail.shimPid, init: jail.initPid, sleeper: pid, dirs: jail.cgroups.dirs }));
+      setInterval(() => {}, 1000);`;
+    const emperor = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const line = await new Promise<string>((resolve) => emperor.stdout.once('data', (d: Buffer) => resolve(d.toString())));
+    const pids = JSON.parse(line) as { shim: number; init: number; sleeper: number; dirs: string[] };
+    t.ok(alive(pids.sleeper), 'the jail runs');
+    emperor.kill('SIGKILL');
+    t.ok(await allGone([pids.shim, pids.init, pids.sleeper]), 'the shim (PDEATHSIG), the init and the sleeper are gone');
+    // Nobody is left to remove the cgroups of a killed emperor; the next one would. Here the test does.
+    for (const d of pids.dirs) {
+      for (let i = 0; i < 100 && existsSync(d); i++) {
+        try {
+          rmSync(d, { recursive: false });
+        } catch {
+          execFileSync('rmdir', [d], { stdio: 'ignore' });
+        }
+      }
+    }
+  });
+
+  t.test('exec into a stopped jail fails with a clear, coded error', async (t) => {
+    const jail = await makeJail(t, specOf('fault-stopped'));
+    await jail.stop();
+    t.throws(() => jail.exec({ argv: ['true'] }), { code: 'EMPEROR_ERR_JAIL_STOPPED', message: 'jail fault-stopped: expected a running jail, got a stopped one' });
+  });
+
+  t.test('the helper refuses to enter a pid that is not the jail init it was told about', async (t) => {
+    const jail = await makeJail(t, specOf('fault-reuse'));
+    const args = jail.enterArgs();
+    args[2] = String(Number(args[2]) + 1); // wrong start time: as if the pid had been reused
+    const helper = fileURLToPath(new URL('../../../native/build/emperor-jail', import.meta.url));
+    const r = (() => {
+      try {
+        execFileSync(helper, ['exec', ...args, '--uid', '33', '--gid', '33', '--', '/bin/true'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+        return { status: 0, stderr: '' };
+      } catch (e) {
+        return e as { status: number; stderr: string };
+      }
+    })();
+    t.equal(r.status, 125);
+    t.match(r.stderr, /open the jail: jail init pid \d+ is not the expected process \(it ended and the pid was reused\)/);
+  });
+
+  t.test('a missing rootfs, or one whose /dev or /proc is a symlink, gives a coded error naming what to fix', async (t) => {
+    const missing = specOf('fault-rootfs', 'rootfs = /nonexistent/distro');
+    await t.rejects(Jail.create(missing, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), {
+      code: 'EMPEROR_ERR_JAIL_ROOTFS',
+      message: 'rootfs /nonexistent/distro: expected a distro tree, got no such directory',
+    });
+    const distro = mkdtempSync(join(tmpdir(), 'emperor-distro-'));
+    t.teardown(() => rmSync(distro, { recursive: true, force: true }));
+    for (const d of ['usr', 'etc', 'proc']) mkdirSync(join(distro, d));
+    symlinkSync('/dev', join(distro, 'dev'));
+    const evil = specOf('fault-devlink', `rootfs = ${distro}`);
+    await t.rejects(Jail.create(evil, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), {
+      code: 'EMPEROR_ERR_JAIL_ROOTFS',
+      message: `rootfs ${distro}: expected /dev to be a plain directory, got a symlink to /dev`,
+    });
+    rmSync(join(distro, 'dev'));
+    rmSync(join(distro, 'proc'), { recursive: true });
+    symlinkSync('/proc', join(distro, 'proc'));
+    await t.rejects(Jail.create(evil, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), { code: 'EMPEROR_ERR_JAIL_ROOTFS', message: /expected \/proc to be a plain directory/ });
+  });
+
+  t.test('a distro rootfs is mounted read-only as the jail\'s root', async (t) => {
+    // A tiny "distro": the host's /usr, and /bin -> usr/bin as merged-/usr distros have it.
+    const distro = mkdtempSync(join(tmpdir(), 'emperor-distro-'));
+    t.teardown(() => rmSync(distro, { recursive: true, force: true }));
+    for (const d of ['usr', 'etc', 'var']) mkdirSync(join(distro, d));
+    execFileSync('mount', ['--bind', '/usr', join(distro, 'usr')]);
+    t.teardown(() => execFileSync('umount', [join(distro, 'usr')]));
+    symlinkSync('usr/bin', join(distro, 'bin'));
+    symlinkSync('usr/lib', join(distro, 'lib'));
+    symlinkSync('usr/lib64', join(distro, 'lib64'));
+    symlinkSync('/run', join(distro, 'var', 'run'));
+    const jail = await makeJail(t, specOf('fault-distro', `rootfs = ${distro}`));
+    const r = await sh(jail, 'echo $(ls /); ls /etc | wc -l; touch /usr/x 2>&1 | grep -c Read-only; readlink /var/run');
+    const [root, etc, ro, varRun] = r.stdout.trim().split('\n');
+    t.equal(root, 'bin dev etc lib lib64 proc run srv tmp usr var', 'the distro, the jail\'s own dirs, and /srv for the home');
+    t.equal(etc, '0', 'the distro\'s (empty) /etc, not the host\'s');
+    t.equal(ro, '1', 'read-only');
+    t.equal(varRun, '/run');
+  });
+
+  t.test('a jail needs an unprivileged user', async (t) => {
+    const spec = { ...specOf('fault-user'), uid: undefined };
+    await t.rejects(Jail.create(spec, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), {
+      code: 'EMPEROR_ERR_JAIL_USER',
+      message: 'jail fault-user: expected an unprivileged uid and gid, got none:995'.replace('995', String(spec.gid)),
+    });
+    const root = { ...specOf('fault-root'), uid: 0 };
+    await t.rejects(Jail.create(root, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), { code: 'EMPEROR_ERR_JAIL_USER' });
+  });
+
+  t.test('a missing cgroup controller gives a coded error naming it', async (t) => {
+    const mountinfo = execFileSync('cat', ['/proc/self/mountinfo'], { encoding: 'utf8' });
+    const selfCgroup = execFileSync('cat', ['/proc/self/cgroup'], { encoding: 'utf8' });
+    // This machine's real tables, with the pids hierarchy taken out, as on a kernel built without it.
+    const noPids = mountinfo.split('\n').filter((l) => !/ - cgroup \S+ \S*\bpids\b/.test(l)).join('\n');
+    t.throws(() => detectHierarchies({ mountinfo: noPids, selfCgroup, readControllers: () => '' }), {
+      code: 'EMPEROR_ERR_JAIL_CGROUP',
+      message: 'expected the cgroup controller pids (cgroup v1 or v2), got none mounted for this process',
+    });
+    t.ok(detectHierarchies().length >= 1, 'the real tables have every controller');
+  });
+
+  t.test('a bind whose source is a symlink is refused (a customer could have swapped it)', async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'emperor-bind-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    symlinkSync('/etc', join(dir, 'data'));
+    const spec = specOf('fault-bindlink', `bind = ${join(dir, 'data')}:/data`);
+    await t.rejects(Jail.create(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT }), {
+      code: 'EMPEROR_ERR_JAIL_SETUP',
+      message: `jail fault-bindlink: bind: bind source ${join(dir, 'data')} is a symlink; bind its target instead (ELOOP)`,
+    });
+  });
+
+  t.test('exit status is relayed: a code, or a signal (never both)', async (t) => {
+    const jail = await makeJail(t, specOf('fault-exit'));
+    t.match(await jail.exec({ argv: ['sh', '-c', 'exit 3'] }).exited, { code: 3, signal: null });
+    t.match(await jail.exec({ argv: ['sh', '-c', 'kill -TERM $$'] }).exited, { code: null, signal: 15 });
+    const missing = await jail.exec({ argv: ['/no/such/program'] }).exited;
+    t.match(missing, { code: 127, error: { code: 'EMPEROR_ERR_JAIL_SETUP' } }, 'not found: 127');
+    const noexec = await jail.exec({ argv: ['/etc/passwd'] }).exited;
+    t.match(noexec, { code: 126 }, 'not executable: 126');
+    const term = jail.exec({ argv: ['sleep', '300'] });
+    await term.started;
+    term.kill('SIGTERM');
+    t.match(await term.exited, { code: null, signal: 15 }, 'a signal to the helper is forwarded to the process group');
+    const r = await sh(jail, 'echo out; echo err >&2; exit 0');
+    t.same([r.stdout, r.stderr], ['out\n', 'err\n']);
+  });
+}

@@ -1,0 +1,81 @@
+import { execFileSync } from 'node:child_process';
+import t from 'tap';
+import { cleanupCgroups, makeJail, requireJails, sh, specOf } from './fixtures/jail.js';
+
+if (requireJails(t)) {
+  cleanupCgroups(t);
+
+  // A bounded bomb: try to fork 100 sleeping children, count the forks the kernel refuses, then clean up.
+  const BOMB = [
+    'import os, signal',
+    'kids, refused = [], 0',
+    'for i in range(100):',
+    '    try:',
+    '        pid = os.fork()',
+    '    except BlockingIOError:',
+    '        refused += 1',
+    '        continue',
+    '    if pid == 0:',
+    '        signal.pause()',
+    '        os._exit(0)',
+    '    kids.append(pid)',
+    'print(len(kids), refused, flush=True)',
+    'for k in kids: os.kill(k, signal.SIGKILL)',
+    'for k in kids: os.waitpid(k, 0)',
+  ].join('\n');
+
+  t.test('a fork bomb stops at the pids limit, and the host can still fork', async (t) => {
+    const jail = await makeJail(t, specOf('lim-pids', 'pids-limit = 16'));
+    const r = await sh(jail, `python3 -c '${BOMB}'`);
+    const [forked = 0, refused = 0] = r.stdout.trim().split(' ').map(Number);
+    t.ok(forked < 16, `at most 15 children besides the shell and python (${forked})`);
+    t.ok(refused >= 85, `the kernel refused the other forks with EAGAIN (${refused})`);
+    t.equal(execFileSync('sh', ['-c', 'echo host can fork'], { encoding: 'utf8' }), 'host can fork\n');
+  });
+
+  t.test('a memory hog is OOM-killed at the memory limit; the OOM kill is counted; the host is fine', async (t) => {
+    const jail = await makeJail(t, specOf('lim-mem', 'memory-limit = 32M'));
+    const p = jail.exec({ argv: ['python3', '-c', 'a = []\nwhile True: a.append(bytearray(1 << 20))'] });
+    const exit = await p.exited;
+    t.same([exit.code, exit.signal], [null, 9], 'killed by SIGKILL, reported as a signal (not also as code 137)');
+    t.ok(jail.usage().oomKills >= 1, `oom_kill counted (${jail.usage().oomKills})`);
+    const after = await sh(jail, 'echo still-usable');
+    t.equal(after.stdout, 'still-usable\n', 'the jail itself keeps working');
+  });
+
+  t.test('cpu quota and weight, memory and pids limits are written to the cgroup', async (t) => {
+    const jail = await makeJail(t, specOf('lim-files', 'memory-limit = 48M', 'cpu-limit = 50%', 'cpu-weight = 200', 'pids-limit = 40', 'cgroup-opt = memory.swappiness=0'));
+    t.ok(jail.cgroups.dirs.length >= 3, 'one directory per hierarchy');
+    const cat = (file: string): string => {
+      for (const d of jail.cgroups.dirs) {
+        try {
+          return execFileSync('cat', [`${d}/${file}`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+        } catch {
+          // not in this hierarchy
+        }
+      }
+      return 'missing';
+    };
+    if (cat('memory.limit_in_bytes') !== 'missing') {
+      t.equal(cat('memory.limit_in_bytes'), String(48 * 1024 * 1024));
+      t.equal(cat('cpu.cfs_quota_us'), '50000');
+      t.equal(cat('cpu.cfs_period_us'), '100000');
+      t.equal(cat('cpu.shares'), '2048', 'weight 200 is 2048 shares');
+      t.equal(cat('memory.swappiness'), '0', 'cgroup-opt is written');
+    } else {
+      t.equal(cat('memory.max'), String(48 * 1024 * 1024));
+      t.equal(cat('cpu.max'), '50000 100000');
+      t.equal(cat('cpu.weight'), '200');
+    }
+    t.equal(cat('pids.max'), '40');
+    for (const d of jail.cgroups.dirs) t.ok(d.includes(`/emperor-test-${process.pid}/lim-files`), `${d} is under the test's own parent`);
+  });
+
+  t.test('limits can be changed while the jail runs', async (t) => {
+    const jail = await makeJail(t, specOf('lim-live', 'pids-limit = 40'));
+    jail.cgroups.apply({ pids: 8 });
+    const r = await sh(jail, `python3 -c '${BOMB}'`);
+    const [forked = 0] = r.stdout.trim().split(' ').map(Number);
+    t.ok(forked <= 6, `the new limit of 8 holds: ${forked} children besides sh and python`);
+  });
+}

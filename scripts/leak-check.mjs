@@ -1,0 +1,50 @@
+#!/usr/bin/env node
+// Run after the test suite: fails when a test left anything behind on this machine: a helper or jailed
+// process, a cgroup directory, a mount, a network namespace, or a scratch directory of the tests.
+import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+const problems = [];
+for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+    const exe = readlinkSync(`/proc/${pid}/exe`);
+    if (/emperor-jail/.test(exe) || /emperor-jail (create|exec)/.test(cmd)) problems.push(`process ${pid} still runs: ${cmd}`);
+  } catch {
+    // gone already, or a kernel thread
+  }
+}
+const walk = (dir, depth) => {
+  if (depth > 6) return;
+  let entries = [];
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (!e.isDirectory()) continue;
+    const p = join(dir, e.name);
+    if (/^emperor-(test|bench)/.test(e.name)) problems.push(`cgroup left behind: ${p}`);
+    else walk(p, depth + 1);
+  }
+};
+walk('/sys/fs/cgroup', 0);
+for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+  if (/emperor/.test(line)) problems.push(`mount left behind: ${line}`);
+}
+try {
+  const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).trim();
+  if (netns !== '') problems.push(`network namespaces left behind: ${netns.replace(/\n/g, ', ')}`);
+} catch {
+  // no iproute2: nothing to check
+}
+for (const f of readdirSync('/tmp')) {
+  if (/^emperor-(run|test|distro|bind|suid|config-test|read-test|cli-test)/.test(f) && statSync(join('/tmp', f)).isDirectory()) problems.push(`scratch dir left behind: /tmp/${f}`);
+}
+if (problems.length > 0) {
+  for (const p of problems) console.error(`leak-check: ${p}`);
+  process.exit(1);
+}
+console.log('leak-check: no process, cgroup, mount, network namespace or scratch dir left behind');
