@@ -122,11 +122,16 @@ void cmd_create(const struct create_spec *spec)
 		init_main(spec, sv[1]);
 	}
 	close(sv[1]);
-	/* The init waits on the socket until it is in its cgroups: nothing of the jail runs outside them. */
-	join_cgroups(spec->cgroups, spec->n_cgroups, init);
+	/*
+	 * Release the init to build the root while we move it into its cgroups: on cgroup v1 the first
+	 * migration after a quiet spell waits for an RCU grace period (milliseconds), and the root can be built
+	 * meanwhile. Nothing of the customer's runs in the init; every process it will hold joins the cgroups
+	 * itself before exec, and "ready" is reported only once both are done.
+	 */
 	set_step("release the init");
 	if (write(sv[0], "g", 1) != 1)
 		die_errno("release the init");
+	join_cgroups(spec->cgroups, spec->n_cgroups, init);
 	char ok = 0;
 	ssize_t n = read(sv[0], &ok, 1);
 	close(sv[0]);

@@ -63,6 +63,13 @@ static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, i
 {
 	/* Into the jail's cgroups before anything else runs: limits apply from the first instruction. */
 	join_cgroup_fds(cg_fds, spec->n_cgroups);
+	/* Keep the status fd clear of 3.., where the passed fds go, so errors after arrange_fds still reach it. */
+	if (status_fd() >= 0) {
+		int moved = fcntl(status_fd(), F_DUPFD_CLOEXEC, 3 + MAX_FDS + 1);
+		if (moved < 0)
+			die_errno("move the status fd");
+		status_set_fd(moved);
+	}
 	pid_t jail_pid = getpid();
 	if (write(sync, &jail_pid, sizeof jail_pid) != sizeof jail_pid)
 		die_errno("report the pid");

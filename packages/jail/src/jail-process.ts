@@ -1,9 +1,13 @@
 import type { Readable } from 'node:stream';
 import { EmperorError } from '@emperor/errors';
-import { execa, type ResultPromise, type Options } from 'execa';
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Stream } from 'node:stream';
 import { helperPath } from './helper.js';
-import type { Jail, JailExit } from './jail.js';
+import { processEnd, type Jail, type JailExit } from './jail.js';
 import { helperError, readStatus } from './status.js';
+
+/** One of node's stdio forms for a child's fd. */
+export type Stdio = 'pipe' | 'ignore' | 'inherit' | number | Stream | null | undefined;
 
 /** How to run a process in a jail. */
 export interface ExecOptions {
@@ -16,8 +20,8 @@ export interface ExecOptions {
   socket?: boolean;
   /** Allocate a pty in the jail's own devpts and relay it to the helper's stdio. */
   pty?: boolean;
-  /** stdio of the helper, which the process inherits (execa's stdio forms). Default: ignore, pipe, pipe. */
-  stdio?: [Options['stdin'], Options['stdout'], Options['stderr']];
+  /** stdio of the helper, which the process inherits (node's stdio forms). Default: ignore, pipe, pipe. */
+  stdio?: [Stdio, Stdio, Stdio];
   /** Resource limits, e.g. { nofile: [1024, 4096] }. */
   rlimits?: Record<string, [number, number]>;
 }
@@ -26,14 +30,14 @@ const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
 
 /** A process running inside a jail, through the `emperor-jail exec` helper that entered it. */
 export class JailProcess {
-  /** The helper's subprocess (execa): its stdout/stderr are the process's. */
-  readonly subprocess: ResultPromise<Options>;
+  /** The helper's child process: its stdout/stderr are the process's. */
+  readonly subprocess: ChildProcess;
   /** Resolves when the process is running inside the jail: host pid and pid inside the jail. */
   readonly started: Promise<{ pid: number; jailPid: number }>;
   /** Resolves with the exit code (128+signal when killed, 125 when the jail could not be entered). */
   readonly exited: Promise<JailExit & { error: EmperorError | undefined }>;
 
-  private constructor(subprocess: ResultPromise<Options>, started: JailProcess['started'], exited: JailProcess['exited']) {
+  private constructor(subprocess: ChildProcess, started: JailProcess['started'], exited: JailProcess['exited']) {
     this.subprocess = subprocess;
     this.started = started;
     this.exited = exited;
@@ -55,7 +59,7 @@ export class JailProcess {
       '--', ...options.argv,
     ];
     const [stdin, stdout, stderr] = options.stdio ?? ['ignore', 'pipe', 'pipe'];
-    const sub = execa(helperPath(), args, { stdio: [stdin, stdout, stderr, 'pipe'], reject: false, buffer: false, cleanup: true });
+    const sub = spawn(helperPath(), args, { stdio: [stdin, stdout, stderr, 'pipe'] });
     let error: EmperorError | undefined;
     let onStart: (v: { pid: number; jailPid: number }) => void = () => {};
     let onFail: (e: Error) => void = () => {};
@@ -70,12 +74,12 @@ export class JailProcess {
       else if (e.event === 'error') error ??= helperError(`jail ${jail.name}: exec ${options.argv[0] ?? ''}`, e);
       else if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
     });
-    const exited = sub.then((r) => {
-      if (exit.code === null && exit.signal === null) exit = { code: r.exitCode ?? null, signal: null };
-      onFail(error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${jail.name}: exec ${options.argv[0] ?? ''}: expected it to start, got exit ${r.exitCode ?? r.signal}`));
+    const exited = processEnd(sub).then((r) => {
+      if (exit.code === null && exit.signal === null) exit = { code: r.code, signal: null };
+      onFail(error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${jail.name}: exec ${options.argv[0] ?? ''}: expected it to start, got exit ${r.code ?? r.signal}`));
       return { ...exit, error };
     });
-    return new JailProcess(sub as unknown as ResultPromise<Options>, started, exited);
+    return new JailProcess(sub, started, exited);
   }
 
   /** Sends a signal to the process's whole process group (through the helper, which forwards it). */

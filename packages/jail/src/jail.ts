@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { VassalSpec } from '@emperor/config';
 import { EmperorError } from '@emperor/errors';
-import { execa, type Options, type ResultPromise } from 'execa';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Hierarchy } from './cgroup-detect.js';
 import { JailCgroups, type CgroupUsage } from './cgroups.js';
 import { helperPath } from './helper.js';
@@ -42,11 +42,11 @@ export class Jail {
   /** Resolves once the shim has exited and the cgroups are removed. */
   readonly exited: Promise<JailExit>;
   readonly #ready: Extract<StatusEvent, { event: 'ready' }>;
-  readonly #shim: ResultPromise<Options>;
+  readonly #shim: ChildProcess;
   readonly #stderr: () => string;
   #stopped = false;
 
-  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ResultPromise<Options>, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>, stderr: () => string) {
+  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ChildProcess, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>, stderr: () => string) {
     this.#stderr = stderr;
     this.name = spec.name;
     this.spec = spec;
@@ -79,7 +79,9 @@ export class Jail {
         ...mounts,
         ...(s === undefined ? [] : ['--listen', s.path, String(s.uid), String(s.gid), s.mode.toString(8)]),
       ];
-      const shim = execa(helper, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'], reject: false, buffer: false, cleanup: true });
+      // node:child_process rather than execa here: a jail start spawns two helpers, and execa's stream
+      // set-up costs about 2 ms per spawn on this machine (docs/benchmarks.md).
+      const shim = spawn(helper, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
       const stderr = tail(shim.stderr);
       let error: EmperorError | undefined;
       let exit: JailExit = { code: null, signal: null };
@@ -90,16 +92,13 @@ export class Jail {
         else if (e.event === 'error') error ??= helperError(`jail ${spec.name}`, e);
         else if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
       });
-      const done = shim.then((r) => {
-        if (exit.code === null && exit.signal === null && r.signal !== undefined) exit = { code: null, signal: null };
-        return exit;
-      });
+      const done = processEnd(shim).then(() => exit);
       const first = await Promise.race([ready, done.then(() => undefined)]);
       if (first === undefined) {
         await done;
         throw error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${spec.name}: expected the helper to report ready, got an exit without a report${stderr() ? `: ${stderr()}` : ''}`);
       }
-      return new Jail(spec, cgroups, shim as unknown as ResultPromise<Options>, first, done, stderr);
+      return new Jail(spec, cgroups, shim, first, done, stderr);
     } catch (e) {
       cgroups.remove();
       throw e;
@@ -146,6 +145,29 @@ export class Jail {
     return this.exited;
   }
 }
+
+/** Resolves when a helper has exited and its status fd is fully read (spawn errors count as an exit). */
+export const processEnd = (child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
+  new Promise((resolve) => {
+    let result: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let statusClosed = child.stdio[3] === null || child.stdio[3] === undefined;
+    const finish = () => {
+      if (result !== undefined && statusClosed) resolve(result);
+    };
+    child.stdio[3]?.on('close', () => {
+      statusClosed = true;
+      finish();
+    });
+    child.on('error', () => {
+      result ??= { code: 125, signal: null };
+      statusClosed = true;
+      finish();
+    });
+    child.on('exit', (code, signal) => {
+      result = { code, signal };
+      finish();
+    });
+  });
 
 /** Keeps the last few KB of a stream, for error messages. */
 const tail = (stream: Readable | null): (() => string) => {
