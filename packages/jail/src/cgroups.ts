@@ -169,6 +169,32 @@ export class JailCgroups {
   remove(): void {
     for (const dir of this.dirs) rmdirQuiet(dir);
   }
+
+  /**
+   * Waits until no process is left (the kernel kills a pid namespace's processes when its init dies, but
+   * not instantly), SIGKILLs stragglers after a second, then removes the directories. Used when the shim
+   * itself was killed and could not wait. Timers, never a blocking sleep.
+   */
+  async drainAndRemove(): Promise<void> {
+    const start = Date.now();
+    for (;;) {
+      const left = this.pids();
+      if (left.length === 0) return this.remove();
+      if (Date.now() - start > 1000) {
+        for (const pid of left) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // ESRCH: it just exited
+          }
+        }
+      }
+      if (Date.now() - start > 10_000) {
+        throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `cgroup ${this.dirs[0] ?? ''}: expected it to empty, got ${left.length} process(es) still in it after 10s`, { hint: 'a process is stuck in the kernel (D state)' });
+      }
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
 }
 
 const rmdirQuiet = (dir: string): void => {

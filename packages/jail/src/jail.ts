@@ -55,9 +55,9 @@ export class Jail {
     this.#ready = ready;
     this.shimPid = ready.shim;
     this.initPid = ready.init;
-    this.exited = exited.then((e) => {
+    this.exited = exited.then(async (e) => {
       this.#stopped = true;
-      this.cgroups.remove();
+      await this.cgroups.drainAndRemove();
       return e;
     });
   }
