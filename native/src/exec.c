@@ -16,6 +16,9 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -56,6 +59,33 @@ static void open_pty(int *master, char *slave, size_t len)
 	if (ioctl(*master, TIOCSPTLCK, &unlock) < 0 || ioctl(*master, TIOCGPTN, &n) < 0)
 		die_errno("unlock the pty");
 	snprintf(slave, len, "/dev/pts/%d", n);
+}
+
+/*
+ * The sd_notify socket, inside the jail (we are in its mount namespace): a datagram socket the vassal's
+ * group may send to. Created with the right mode by the umask, owned by lchown (see listen.c for why).
+ */
+static int open_notify(const char *path, gid_t gid)
+{
+	set_step("create the notify socket");
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof addr.sun_path || path[0] != '/')
+		die("--notify: expected an absolute path shorter than %zu bytes, got %s", sizeof addr.sun_path, path);
+	strcpy(addr.sun_path, path);
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && unlink(path) < 0)
+		die_errno("unlink stale %s", path);
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		die_errno("socket");
+	mode_t old = umask(0117);
+	int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
+	umask(old);
+	if (rc < 0)
+		die_errno("bind %s", path);
+	if (lchown(path, 0, gid) < 0)
+		die_errno("chown %s", path);
+	return fd;
 }
 
 static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, int *fds, int n_fds,
@@ -112,6 +142,11 @@ static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, i
 	static char listen_fds[32], listen_pid[32];
 	const char **env = (const char **)spec->env;
 	int n = spec->n_env;
+	static char notify_env[160];
+	if (spec->notify_path) {
+		snprintf(notify_env, sizeof notify_env, "NOTIFY_SOCKET=%s", spec->notify_path);
+		env[n++] = notify_env;
+	}
 	if (n_fds > 0) {
 		snprintf(listen_fds, sizeof listen_fds, "LISTEN_FDS=%d", n_fds);
 		snprintf(listen_pid, sizeof listen_pid, "LISTEN_PID=%d", (int)getpid());
@@ -168,6 +203,7 @@ void cmd_exec(const struct exec_spec *spec)
 	char slave[64];
 	if (spec->pty)
 		open_pty(&master, slave, sizeof slave);
+	int notify = spec->notify_path ? open_notify(spec->notify_path, spec->gid) : -1;
 
 	sigset_t block;
 	sigfillset(&block);
@@ -187,6 +223,8 @@ void cmd_exec(const struct exec_spec *spec)
 		close(sync[0]);
 		if (master >= 0)
 			close(master);
+		if (notify >= 0)
+			close(notify);
 		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], cg_fds);
 	}
 	close(sync[1]);
@@ -203,7 +241,9 @@ void cmd_exec(const struct exec_spec *spec)
 			err = 0; /* EOF: exec succeeded */
 	}
 	close(sync[0]);
-	int status = relay_until_exit(child, master);
+	int status = relay_until_exit(child, master, notify);
+	if (notify >= 0)
+		unlink(spec->notify_path); /* ENOENT is harmless: the run dir is gone already */
 	int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 	if (WIFSIGNALED(status))
 		status_event("\"event\":\"exit\",\"pid\":%d,\"code\":null,\"signal\":%d", (int)child, WTERMSIG(status));

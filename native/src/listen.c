@@ -28,16 +28,18 @@ int listen_unix(const char *path, uid_t uid, gid_t gid, mode_t mode, int backlog
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		die_errno("socket");
-	/* Created 0600 (umask), then chowned and chmodded: no moment where another user can connect. */
-	mode_t old = umask(0177);
+	/*
+	 * The mode comes from the umask at bind time and the owner from lchown, never from chmod(path): the run
+	 * dir is writable by the vassal, who could swap the new socket for a symlink to a host file between
+	 * bind and a chmod that follows it. lchown on a swapped-in symlink changes only the symlink.
+	 */
+	mode_t old = umask(~mode & 0777);
 	int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
 	umask(old);
 	if (rc < 0)
 		die_errno("bind %s", path);
 	if (lchown(path, uid, gid) < 0)
 		die_errno("chown %s to %u:%u", path, (unsigned)uid, (unsigned)gid);
-	if (chmod(path, mode) < 0)
-		die_errno("chmod %s to %o", path, (unsigned)mode);
 	if (listen(fd, backlog) < 0)
 		die_errno("listen %s", path);
 	return fd;

@@ -161,6 +161,9 @@ static void parse_exec(int argc, char **argv, struct exec_spec *s)
 			i += 3;
 		} else if (!strcmp(a, "--pty")) {
 			s->pty = true;
+		} else if (!strcmp(a, "--notify")) {
+			s->notify_path = need(argc, argv, &i, 1);
+			i += 1;
 		} else if (!strcmp(a, "--rlimit")) {
 			const char *v = need(argc, argv, &i, 1);
 			if (s->n_rlimits >= MAX_RLIMITS)

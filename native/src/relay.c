@@ -1,11 +1,14 @@
 #include "relay.h"
+#include "status.h"
 #include "util.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <string.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -32,8 +35,25 @@ static bool pump(int from, int to)
 	return write_all(to, buf, (size_t)n);
 }
 
-int relay_until_exit(pid_t child, int master)
+/* Reads one sd_notify datagram; READY=1 on a line of its own is reported once. */
+static void read_notify(int fd, pid_t child, bool *ready)
 {
+	char buf[4096];
+	ssize_t n = recv(fd, buf, sizeof buf - 1, MSG_DONTWAIT);
+	if (n <= 0)
+		return;
+	buf[n] = 0;
+	for (char *save = NULL, *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (!strcmp(line, "READY=1") && !*ready) {
+			*ready = true;
+			status_event("\"event\":\"notify\",\"pid\":%d,\"ready\":true", (int)child);
+		}
+	}
+}
+
+int relay_until_exit(pid_t child, int master, int notify)
+{
+	bool ready = false;
 	set_step("relay");
 	sigset_t set;
 	sigemptyset(&set);
@@ -48,10 +68,10 @@ int relay_until_exit(pid_t child, int master)
 	bool in_open = master >= 0, out_open = master >= 0, exited = false;
 	int status = 0;
 	while (!exited || out_open) {
-		struct pollfd p[3] = { { sfd, POLLIN, 0 }, { in_open ? STDIN_FILENO : -1, POLLIN, 0 },
-				       { out_open ? master : -1, POLLIN, 0 } };
+		struct pollfd p[4] = { { sfd, POLLIN, 0 }, { in_open ? STDIN_FILENO : -1, POLLIN, 0 },
+				       { out_open ? master : -1, POLLIN, 0 }, { exited ? -1 : notify, POLLIN, 0 } };
 		/* Once the child is gone, drain what it wrote, but do not wait for more than a moment. */
-		if (poll(p, 3, exited ? 100 : -1) < 0) {
+		if (poll(p, 4, exited ? 100 : -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			die_errno("poll");
@@ -73,6 +93,8 @@ int relay_until_exit(pid_t child, int master)
 				}
 			}
 		}
+		if (p[3].revents & POLLIN)
+			read_notify(notify, child, &ready);
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
 			in_open = pump(STDIN_FILENO, master);
 		if (p[2].revents & (POLLIN | POLLHUP | POLLERR))

@@ -46,7 +46,7 @@ struct exec_spec {
 	uid_t uid;
 	gid_t gid;
 	const char *cwd;
-	const char *env[MAX_ENV + 3];
+	const char *env[MAX_ENV + 4];
 	int n_env;
 	int pass_fds[MAX_FDS];
 	int n_pass_fds;
@@ -54,6 +54,7 @@ struct exec_spec {
 	unsigned long long socket_start;
 	int socket_fd;
 	bool pty;
+	const char *notify_path; /* sd_notify socket to create inside the jail, or NULL */
 	struct rlimit_op rlimits[MAX_RLIMITS];
 	int n_rlimits;
 	char **argv;

@@ -22,6 +22,8 @@ export interface ExecOptions {
   pty?: boolean;
   /** stdio of the helper, which the process inherits (node's stdio forms). Default: ignore, pipe, pipe. */
   stdio?: [Stdio, Stdio, Stdio];
+  /** Create an sd_notify socket at this path inside the jail and set NOTIFY_SOCKET (ready = notify). */
+  notify?: string | undefined;
   /** Resource limits, e.g. { nofile: [1024, 4096] }. */
   rlimits?: Record<string, [number, number]>;
 }
@@ -34,11 +36,14 @@ export class JailProcess {
   readonly subprocess: ChildProcess;
   /** Resolves when the process is running inside the jail: host pid and pid inside the jail. */
   readonly started: Promise<{ pid: number; jailPid: number }>;
+  /** Resolves when the process sends READY=1 on NOTIFY_SOCKET (only with `notify`; never otherwise). */
+  readonly ready: Promise<void>;
   /** Resolves with the exit code (128+signal when killed, 125 when the jail could not be entered). */
   readonly exited: Promise<JailExit & { error: EmperorError | undefined }>;
 
-  private constructor(subprocess: ChildProcess, started: JailProcess['started'], exited: JailProcess['exited']) {
+  private constructor(subprocess: ChildProcess, started: JailProcess['started'], ready: Promise<void>, exited: JailProcess['exited']) {
     this.subprocess = subprocess;
+    this.ready = ready;
     this.started = started;
     this.exited = exited;
   }
@@ -55,6 +60,7 @@ export class JailProcess {
       ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
       ...(options.socket ? jail.socketArgs() : []),
       ...(options.pty ? ['--pty'] : []),
+      ...(options.notify === undefined ? [] : ['--notify', options.notify]),
       ...Object.entries(options.rlimits ?? {}).flatMap(([k, [soft, hard]]) => ['--rlimit', `${k}=${soft}:${hard}`]),
       '--', ...options.argv,
     ];
@@ -69,8 +75,11 @@ export class JailProcess {
     });
     started.catch(() => {}); // callers that only await `exited` must not see an unhandled rejection
     let exit: JailExit = { code: null, signal: null };
+    let onReady: () => void = () => {};
+    const ready = new Promise<void>((resolve) => (onReady = resolve));
     readStatus(sub.stdio[3] as Readable, (e) => {
       if (e.event === 'spawn') onStart({ pid: e.pid, jailPid: e.jail_pid });
+      else if (e.event === 'notify' && e.ready) onReady();
       else if (e.event === 'error') error ??= helperError(`jail ${jail.name}: exec ${options.argv[0] ?? ''}`, e);
       else if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
     });
@@ -79,7 +88,7 @@ export class JailProcess {
       onFail(error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${jail.name}: exec ${options.argv[0] ?? ''}: expected it to start, got exit ${r.code ?? r.signal}`));
       return { ...exit, error };
     });
-    return new JailProcess(sub, started, exited);
+    return new JailProcess(sub, started, ready, exited);
   }
 
   /** Sends a signal to the process's whole process group (through the helper, which forwards it). */

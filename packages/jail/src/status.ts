@@ -9,10 +9,11 @@ import { EmperorError } from '@emperor/errors';
 export type StatusEvent =
   | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number }
   | { event: 'spawn'; pid: number; jail_pid: number }
+  | { event: 'notify'; pid: number; ready: boolean }
   | { event: 'exit'; pid?: number; code: number | null; signal: number | null }
   | { event: 'error'; step: string; errno: number; error: string; message: string };
 
-const EVENTS = new Set(['ready', 'spawn', 'exit', 'error']);
+const EVENTS = new Set(['ready', 'spawn', 'notify', 'exit', 'error']);
 
 /** Parses one status line; a line that is not an event is reported, never thrown at the caller. */
 export const parseStatusLine = (line: string): StatusEvent | undefined => {
