@@ -1,10 +1,21 @@
 import { isEmperorError } from '@emperor/errors';
 import { check } from './commands/check.js';
+import { action, logs, status } from './commands/control.js';
+import { run } from './commands/run.js';
 import { EXIT, type Io } from './io.js';
 import { USAGE } from './usage.js';
 import { version } from './version.js';
 
-const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = { check };
+const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
+  run,
+  check,
+  status,
+  reload: action('reload'),
+  restart: action('restart'),
+  stop: action('stop'),
+  start: action('start'),
+  logs,
+};
 
 /**
  * Runs the CLI and returns its exit code. A user error prints one line naming what to fix; nothing a user
@@ -21,6 +32,8 @@ export const main = async (argv: string[], io: Io): Promise<number> => {
       io.stdout.write(`emperor ${version()}\n`);
       return EXIT.ok;
     }
+    // `emperor DIR` (a path, as in the systemd unit) means `emperor run DIR`.
+    if (COMMANDS[first] === undefined && (first.includes('/') || first.startsWith('-') && first !== '-h')) return await run(argv, io);
     const command = COMMANDS[first];
     if (command === undefined) {
       io.stderr.write(`emperor: expected a command (${Object.keys(COMMANDS).join(', ')}), got ${JSON.stringify(first)}; see emperor --help\n`);

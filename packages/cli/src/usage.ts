@@ -4,6 +4,14 @@ export const USAGE = `Usage: emperor <command> [options]
 Emperor supervises a directory of vassal files (ini, json, yaml): one jailed app per file.
 
 Commands:
+  [run] [--run-dir D] [--log-dir D] [--tyrant] [--config emperor.ini] DIR
+                                      run the emperor over DIR in the foreground (systemd runs
+                                      "emperor /etc/uwsgi/vassals"); SIGTERM stops, SIGHUP reloads all.
+                                      Defaults: --run-dir /run/emperor, --log-dir /var/log/emperor.
+  status [NAME] [--json]              state, pid, restarts, memory, last error of the vassals
+  reload|restart|stop|start NAME      graceful app reload; new jail; graceful stop; start again
+  logs NAME [-f]                      the app's log (follow with -f)
+                                      (status, reload... and logs take --run-dir too)
   check [--json] [--tyrant] FILE...   validate vassal files; exit 0 if all are good, 1 otherwise.
                                       --json prints each normalized spec (or its problems) as JSON.
                                       --tyrant takes uid/gid from each file's owner, as the daemon would.

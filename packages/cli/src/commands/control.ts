@@ -1,0 +1,73 @@
+import { parseArgs } from 'node:util';
+import { EmperorError } from '@emperor/errors';
+import { callDaemon, streamDaemon } from '../control-client.js';
+import { EXIT, type Io } from '../io.js';
+
+const runDirOption = { 'run-dir': { type: 'string', default: '/run/emperor' } } as const;
+
+interface View {
+  name: string;
+  state: string;
+  pid: number | null;
+  restarts: number;
+  lastError: string | null;
+  usage: { memoryBytes: number; cpuUsageUsec: number; pids: number; oomKills: number } | null;
+}
+
+const table = (views: View[]): string => {
+  const rows = [['NAME', 'STATE', 'PID', 'RESTARTS', 'MEMORY', 'PIDS', 'LAST ERROR']];
+  for (const v of views) {
+    rows.push([v.name, v.state, String(v.pid ?? '-'), String(v.restarts), v.usage ? `${(v.usage.memoryBytes / 1048576).toFixed(1)}M` : '-', v.usage ? String(v.usage.pids) : '-', v.lastError ?? '']);
+  }
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n')}\n`;
+};
+
+const fail = (status: number, body: string): never => {
+  let msg = body.trim();
+  try {
+    msg = (JSON.parse(body) as { error?: string }).error ?? msg;
+  } catch {
+    // not JSON: show as is
+  }
+  throw new EmperorError('EMPEROR_ERR_USAGE', status === 404 ? msg : `the emperor answered ${status}: ${msg}`);
+};
+
+/** `emperor status [NAME] [--json] [--run-dir DIR]` */
+export const status = async (args: string[], io: Io): Promise<number> => {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...runDirOption, json: { type: 'boolean', default: false } } });
+  const name = positionals[0];
+  const r = await callDaemon(values['run-dir'], 'GET', name === undefined ? '/vassals' : `/vassals/${encodeURIComponent(name)}`);
+  if (r.status !== 200) return fail(r.status, r.body);
+  const data = JSON.parse(r.body) as View | View[];
+  io.stdout.write(values.json ? `${JSON.stringify(data, null, 2)}\n` : table(Array.isArray(data) ? data : [data]));
+  return EXIT.ok;
+};
+
+/** `emperor reload|restart|stop|start NAME [--run-dir DIR]` */
+export const action = (verb: 'reload' | 'restart' | 'stop' | 'start') => async (args: string[], io: Io): Promise<number> => {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: runDirOption });
+  const name = positionals[0];
+  if (name === undefined || positionals.length > 1) throw new EmperorError('EMPEROR_ERR_USAGE', `${verb}: expected one vassal name, got ${positionals.length}`, { hint: `emperor ${verb} alice` });
+  const r = await callDaemon(values['run-dir'], 'POST', `/vassals/${encodeURIComponent(name)}/${verb}`);
+  if (r.status !== 200) return fail(r.status, r.body);
+  const v = JSON.parse(r.body) as View;
+  io.stdout.write(`${v.name}: ${v.state}${v.lastError ? ` (${v.lastError})` : ''}\n`);
+  return EXIT.ok;
+};
+
+/** `emperor logs NAME [-f] [--run-dir DIR]` */
+export const logs = async (args: string[], io: Io): Promise<number> => {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...runDirOption, follow: { type: 'boolean', short: 'f', default: false } } });
+  const name = positionals[0];
+  if (name === undefined) throw new EmperorError('EMPEROR_ERR_USAGE', 'logs: expected a vassal name, got none', { hint: 'emperor logs alice -f' });
+  const path = `/vassals/${encodeURIComponent(name)}/logs${values.follow ? '?follow=1' : ''}`;
+  if (!values.follow) {
+    const r = await callDaemon(values['run-dir'], 'GET', path);
+    if (r.status !== 200) return fail(r.status, r.body);
+    io.stdout.write(r.body);
+    return EXIT.ok;
+  }
+  await streamDaemon(values['run-dir'], path, (s) => io.stdout.write(s));
+  return EXIT.ok;
+};

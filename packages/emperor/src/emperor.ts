@@ -1,0 +1,106 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { basename, extname, join } from 'node:path';
+import { checkVassalFile, clearUserCache } from '@emperor/config';
+import { removeCgroupParent } from '@emperor/jail';
+import type { Logger } from 'pino';
+import type { BackoffPolicy } from './backoff.js';
+import { ControlServer } from './control-server.js';
+import { EventBus } from './events.js';
+import { Monitor } from './monitor.js';
+import { Vassal } from './vassal.js';
+
+/** How an emperor runs. */
+export interface EmperorOptions {
+  /** The directory of vassal files. */
+  dir: string;
+  /** Default /run/emperor: control.sock and vassals/NAME/. */
+  runDir: string;
+  /** Default /var/log/emperor: NAME/app.log. */
+  logDir: string;
+  /** uid/gid from each file's owner; root-owned files and symlinks are refused. */
+  tyrant: boolean;
+  /** The cgroup directory under the emperor's own cgroup that holds the jails. */
+  cgroupParent: string;
+  log: Logger;
+  backoff?: BackoffPolicy;
+}
+
+/**
+ * The emperor: a monitor over the vassal directory, one {@link Vassal} per file, the control socket.
+ * It never blocks its event loop: every wait is a timer or a promise.
+ */
+export class Emperor {
+  readonly options: EmperorOptions;
+  readonly bus = new EventBus();
+  readonly vassals = new Map<string, Vassal>();
+  readonly startedAt = Date.now();
+  #monitor: Monitor | undefined;
+  #control: ControlServer | undefined;
+  #stopping = false;
+
+  constructor(options: EmperorOptions) {
+    this.options = options;
+    this.bus.on('event', (e) => options.log.info({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
+  }
+
+  async start(): Promise<void> {
+    mkdirSync(join(this.options.runDir, 'vassals'), { recursive: true, mode: 0o755 });
+    mkdirSync(this.options.logDir, { recursive: true, mode: 0o755 });
+    this.#control = new ControlServer(this, join(this.options.runDir, 'control.sock'));
+    await this.#control.listen();
+    this.#monitor = new Monitor(this.options.dir, { change: (f) => void this.#changed(f), remove: (f) => void this.#removed(f) });
+    await this.#monitor.ready();
+    this.options.log.info({ dir: this.options.dir, runDir: this.options.runDir }, 'emperor governing');
+  }
+
+  #nameOf(file: string): string {
+    return basename(file, extname(file));
+  }
+
+  async #changed(file: string): Promise<void> {
+    if (this.#stopping) return;
+    const name = this.#nameOf(file);
+    let v = this.vassals.get(name);
+    if (v === undefined) {
+      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}) });
+      this.vassals.set(name, v);
+    }
+    clearUserCache();
+    const result = await checkVassalFile(file, { tyrant: this.options.tyrant, noFollow: this.options.tyrant });
+    await v.load(result);
+  }
+
+  async #removed(file: string): Promise<void> {
+    const name = this.#nameOf(file);
+    const v = this.vassals.get(name);
+    if (v === undefined) return;
+    await v.stop();
+    // A file of the same name may have come back while it stopped.
+    if (this.vassals.get(name) === v && v.state === 'stopped') {
+      this.vassals.delete(name);
+      this.bus.publish(name, 'removed');
+    }
+  }
+
+  /** SIGHUP: every vassal re-reads its file; unchanged ones reload their app. */
+  async reloadAll(): Promise<void> {
+    await Promise.all([...this.vassals.values()].map((v) => v.reload()));
+  }
+
+  /** SIGTERM/SIGINT: stop watching, stop every vassal (each within its stop-timeout), close the socket. */
+  async stop(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    await this.#monitor?.close();
+    await Promise.all([...this.vassals.values()].map((v) => v.stop()));
+    await this.#control?.close();
+    rmSync(join(this.options.runDir, 'control.sock'), { force: true });
+    removeCgroupParent(this.options.cgroupParent);
+    this.options.log.info('emperor stopped');
+  }
+
+  /** Waits until every vassal is done with what it was doing (tests). */
+  async settled(): Promise<void> {
+    await Promise.all([...this.vassals.values()].map((v) => v.settled()));
+  }
+}

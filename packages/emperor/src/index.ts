@@ -1,0 +1,13 @@
+export { DEFAULT_BACKOFF, nextRespawn } from './backoff.js';
+export type { BackoffPolicy } from './backoff.js';
+export { Emperor } from './emperor.js';
+export type { EmperorOptions } from './emperor.js';
+export { EventBus } from './events.js';
+export type { EmperorEvent, EventName } from './events.js';
+export { runDaemon } from './main.js';
+export { isVassalFile, Monitor } from './monitor.js';
+export { parseDaemonArgs } from './options.js';
+export type { DaemonSettings } from './options.js';
+export { classifyChange } from './spec-diff.js';
+export { Vassal } from './vassal.js';
+export type { VassalState } from './vassal.js';

@@ -1,0 +1,81 @@
+import type { Vassal } from './vassal.js';
+
+/** What the control API shows of a vassal (`emperor status`). */
+export const viewOf = (v: Vassal) => {
+  let usage;
+  try {
+    usage = v.jail?.running ? v.jail.usage() : undefined;
+  } catch {
+    usage = undefined;
+  }
+  return {
+    name: v.name,
+    state: v.state,
+    pid: v.pid ?? null,
+    jail: v.jail?.running ? { shim: v.jail.shimPid, init: v.jail.initPid } : null,
+    restarts: v.restarts,
+    lastError: v.lastError ?? null,
+    bornAt: v.bornAt === undefined ? null : new Date(v.bornAt).toISOString(),
+    usage: usage ?? null,
+    file: v.spec?.file ?? null,
+  };
+};
+
+/** Prometheus text exposition of every vassal. */
+export const metricsOf = (vassals: Iterable<Vassal>, startedAt: number): string => {
+  const lines: string[] = [];
+  const metric = (name: string, help: string, type: string, rows: Array<[Record<string, string>, number]>) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of rows) {
+      const l = Object.entries(labels).map(([k, val]) => `${k}="${val.replace(/["\\\n]/g, '_')}"`).join(',');
+      lines.push(`${name}${l ? `{${l}}` : ''} ${value}`);
+    }
+  };
+  const views = [...vassals].map(viewOf);
+  metric('emperor_uptime_seconds', 'Seconds since the emperor started.', 'gauge', [[{}, Math.round((Date.now() - startedAt) / 1000)]]);
+  metric('emperor_vassals', 'Vassals by state.', 'gauge', ['spawning', 'running', 'reloading', 'stopping', 'stopped', 'backoff', 'cursed', 'invalid'].map((s) => [{ state: s }, views.filter((v) => v.state === s).length]));
+  metric('emperor_vassal_up', '1 when the vassal is running.', 'gauge', views.map((v) => [{ vassal: v.name }, v.state === 'running' ? 1 : 0]));
+  metric('emperor_vassal_restarts_total', 'App respawns.', 'counter', views.map((v) => [{ vassal: v.name }, v.restarts]));
+  metric('emperor_vassal_memory_bytes', 'Memory used by the jail.', 'gauge', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, v.usage?.memoryBytes ?? 0]));
+  metric('emperor_vassal_cpu_seconds_total', 'CPU time used by the jail.', 'counter', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, (v.usage?.cpuUsageUsec ?? 0) / 1e6]));
+  metric('emperor_vassal_pids', 'Processes in the jail.', 'gauge', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, v.usage?.pids ?? 0]));
+  metric('emperor_vassal_oom_kills_total', 'OOM kills in the jail.', 'counter', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, v.usage?.oomKills ?? 0]));
+  return `${lines.join('\n')}\n`;
+};
+
+/** uWSGI's emperor stats document, for tools that read it. */
+export const uwsgiStatsOf = (vassals: Iterable<Vassal>, dir: string, tyrant: boolean) => ({
+  version: 'emperor-0.1.0',
+  pid: process.pid,
+  uid: process.getuid?.() ?? 0,
+  gid: process.getgid?.() ?? 0,
+  cwd: process.cwd(),
+  emperor: [dir],
+  emperor_tyrant: tyrant ? 1 : 0,
+  throttle_level: 0,
+  vassals: [...vassals].map((v) => ({
+    id: v.spec ? basenameOf(v.spec.file) : v.name,
+    pid: v.pid ?? 0,
+    born: Math.floor((v.bornAt ?? 0) / 1000),
+    last_mod: Math.floor((v.lastModAt ?? 0) / 1000),
+    last_heartbeat: 0,
+    loyal: v.state === 'running' ? 1 : 0,
+    ready: v.state === 'running' ? 1 : 0,
+    accepting: v.state === 'running' && v.spec?.socket ? 1 : 0,
+    last_loyal: 0,
+    last_ready: 0,
+    last_accepting: 0,
+    first_run: Math.floor((v.bornAt ?? 0) / 1000),
+    last_run: Math.floor((v.bornAt ?? 0) / 1000),
+    cursed: v.state === 'cursed' ? 1 : 0,
+    zerg: 0,
+    on_demand: '',
+    uid: v.spec?.uid ?? 0,
+    gid: v.spec?.gid ?? 0,
+    monitor: 'dir',
+    respawns: v.restarts,
+  })),
+  blacklist: [],
+});
+
+const basenameOf = (f: string) => f.slice(f.lastIndexOf('/') + 1);

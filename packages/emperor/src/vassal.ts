@@ -1,0 +1,336 @@
+import { join } from 'node:path';
+import { formatProblem, type CheckResult, type VassalSpec } from '@emperor/config';
+import { isEmperorError } from '@emperor/errors';
+import { Jail, type JailProcess } from '@emperor/jail';
+import type { Logger } from 'pino';
+import { DEFAULT_BACKOFF, nextRespawn, type BackoffPolicy } from './backoff.js';
+import type { EventBus, EventName } from './events.js';
+import { LogFile } from './log-file.js';
+import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
+import { classifyChange } from './spec-diff.js';
+
+/** The named states of a vassal. */
+export type VassalState = 'spawning' | 'running' | 'reloading' | 'stopping' | 'stopped' | 'backoff' | 'cursed' | 'invalid';
+
+/** Where a vassal keeps things, and how it behaves. */
+export interface VassalContext {
+  runDir: string;
+  logDir: string;
+  cgroupParent: string;
+  bus: EventBus;
+  log: Logger;
+  backoff?: BackoffPolicy;
+}
+
+/** The app: one process in the jail, with its log and start time. */
+interface App {
+  proc: JailProcess;
+  pid: number | undefined;
+  startedAt: number;
+  log: LogFile;
+}
+
+const NOTIFY_PATH = '/run/.emperor-notify';
+
+/**
+ * One vassal: its last good spec, its jail and its app, and the rules that move it between states.
+ * Operations are serialized (one at a time, in order), so a burst of file events never interleaves.
+ */
+export class Vassal {
+  readonly name: string;
+  state: VassalState = 'stopped';
+  spec: VassalSpec | undefined;
+  jail: Jail | undefined;
+  restarts = 0;
+  lastError: string | undefined;
+  bornAt: number | undefined;
+  lastModAt: number | undefined;
+  readonly #ctx: VassalContext;
+  readonly #policy: BackoffPolicy;
+  #app: App | undefined;
+  #runDir: string | undefined;
+  #queue: Promise<void> = Promise.resolve();
+  #failures = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #notifySeq = 0;
+
+  constructor(name: string, ctx: VassalContext) {
+    this.name = name;
+    this.#ctx = ctx;
+    this.#policy = ctx.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  /** The app's host pid, when it runs. */
+  get pid(): number | undefined {
+    return this.#app?.pid;
+  }
+
+  #emit(event: EventName, detail: Record<string, unknown> = {}): void {
+    this.#ctx.bus.publish(this.name, event, { state: this.state, ...detail });
+  }
+
+  #set(state: VassalState): void {
+    this.state = state;
+  }
+
+  /** Runs an operation after the ones before it; errors are recorded, never thrown at the caller. */
+  #enqueue(op: () => Promise<void>): Promise<void> {
+    this.#queue = this.#queue.then(op).catch((e: unknown) => {
+      this.lastError = isEmperorError(e) ? e.describe() : String(e);
+      this.#ctx.log.error({ vassal: this.name, err: e }, 'vassal operation failed');
+      this.#emit('error', { error: this.lastError });
+    });
+    return this.#queue;
+  }
+
+  /** A new or changed vassal file: spawn, reload, or keep the last good config and report the problem. */
+  load(result: CheckResult): Promise<void> {
+    return this.#enqueue(async () => {
+      this.lastModAt = Date.now();
+      if (!result.ok) {
+        this.lastError = result.problems.map(formatProblem).join('; ');
+        if (this.spec === undefined || this.state === 'invalid') this.#set('invalid');
+        this.#emit('invalid', { problems: result.problems.map(formatProblem), running: this.spec !== undefined && this.jail !== undefined });
+        return;
+      }
+      this.lastError = undefined;
+      const before = this.spec;
+      if (before === undefined || this.jail === undefined || !this.jail.running) {
+        this.#failures = 0;
+        return this.#spawn(result.spec);
+      }
+      const { change, limits } = classifyChange(before, result.spec);
+      if (this.state === 'cursed' || this.state === 'backoff') {
+        // A changed file lifts the curse: start over with the new config.
+        this.#failures = 0;
+        await this.#teardown();
+        return this.#spawn(result.spec);
+      }
+      if (change === 'jail') {
+        await this.#teardown();
+        return this.#spawn(result.spec, 'restarted');
+      }
+      if (limits) {
+        this.jail.cgroups.apply(limitsOf(result.spec));
+        this.#emit('limits');
+      }
+      this.spec = result.spec;
+      if (change !== 'limits') await this.#reloadApp();
+    });
+  }
+
+  /** Graceful app reload (the API's reload, SIGHUP, a touch). */
+  reload(): Promise<void> {
+    return this.#enqueue(async () => {
+      if (this.jail?.running && this.state === 'running') await this.#reloadApp();
+    });
+  }
+
+  /** Full restart: a new jail and app; lifts a curse. */
+  restart(): Promise<void> {
+    return this.#enqueue(async () => {
+      const spec = this.spec;
+      if (spec === undefined) return;
+      this.#failures = 0;
+      await this.#teardown();
+      await this.#spawn(spec, 'restarted');
+    });
+  }
+
+  /** Starts a stopped vassal again (the API's start). */
+  start(): Promise<void> {
+    return this.#enqueue(async () => {
+      if (this.spec === undefined || (this.jail?.running && this.state !== 'cursed')) return;
+      this.#failures = 0;
+      await this.#teardown();
+      await this.#spawn(this.spec);
+    });
+  }
+
+  /** Graceful stop: the app's stop signal, SIGKILL after its stop-timeout, then the jail goes. */
+  stop(): Promise<void> {
+    return this.#enqueue(async () => {
+      if (this.state === 'stopped' && this.jail === undefined) return;
+      this.#set('stopping');
+      await this.#teardown();
+      this.#set('stopped');
+      this.#emit('stopped');
+    });
+  }
+
+  async #spawn(spec: VassalSpec, event: EventName = 'spawned'): Promise<void> {
+    this.spec = spec;
+    this.#set('spawning');
+    const gid = spec.gid as number;
+    this.#runDir = makeRunDir(this.#ctx.runDir, this.name, gid);
+    const socket = spec.socket === undefined ? undefined : { path: join(this.#runDir, spec.socket.path), ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
+    try {
+      this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket });
+    } catch (e) {
+      this.lastError = isEmperorError(e) ? e.describe() : String(e);
+      this.#emit('error', { error: this.lastError });
+      return this.#failed();
+    }
+    const jail = this.jail;
+    void jail.exited.then(() => {
+      // The jail died under us (its shim or init was killed): treat it like an app failure.
+      if (this.jail === jail && (this.state === 'running' || this.state === 'spawning')) void this.#enqueue(async () => this.#failed());
+    });
+    this.bornAt = Date.now();
+    if (spec.command === undefined) {
+      this.#set('running');
+      this.#emit(event, { jail: jail.initPid });
+      return;
+    }
+    const app = await this.#startApp(spec);
+    if (app === undefined) return this.#failed();
+    this.#app = app;
+    this.#set('running');
+    this.#emit(event, { pid: app.pid });
+  }
+
+  /** Starts the app in the jail; resolves once it is running (and ready, with ready = notify). */
+  async #startApp(spec: VassalSpec): Promise<App | undefined> {
+    const jail = this.jail;
+    if (jail === undefined || spec.command === undefined) return undefined;
+    const log = new LogFile(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid as number);
+    const notify = spec.ready === 'notify' ? `${NOTIFY_PATH}-${++this.#notifySeq}` : undefined;
+    const proc = jail.exec({ argv: spec.command, socket: spec.socket !== undefined, notify, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.subprocess.stdout?.on('data', (d: Buffer) => log.write(d));
+    proc.subprocess.stderr?.on('data', (d: Buffer) => log.write(d));
+    const app: App = { proc, pid: undefined, startedAt: Date.now(), log };
+    void proc.exited.then((exit) => {
+      log.close();
+      if (exit.error) this.lastError = exit.error.describe();
+      void this.#enqueue(async () => this.#appExited(app, exit));
+    });
+    try {
+      app.pid = (await proc.started).pid;
+      if (notify !== undefined) {
+        const ok = await Promise.race([proc.ready.then(() => true), proc.exited.then(() => false)]);
+        if (!ok) return undefined;
+        this.#emit('ready', { pid: app.pid });
+      }
+    } catch {
+      return undefined;
+    }
+    return app;
+  }
+
+  async #appExited(app: App, exit: { code: number | null; signal: number | null }): Promise<void> {
+    if (this.#app !== app) return; // an old app that a reload replaced, or a stop: expected
+    this.#app = undefined;
+    this.#emit('exited', { pid: app.pid, code: exit.code, signal: exit.signal });
+    if (this.state !== 'running') return;
+    const uptime = Date.now() - app.startedAt;
+    if (uptime >= this.#policy.minUptimeMs) this.#failures = 0;
+    await this.#failed();
+  }
+
+  /** After a failure: respawn now, later (backoff), or never (curse). */
+  async #failed(): Promise<void> {
+    this.#failures++;
+    const next = nextRespawn(this.#failures, this.#policy);
+    if (next.curse) {
+      await this.#teardown();
+      this.#set('cursed');
+      this.#emit('cursed', { failures: this.#failures, error: this.lastError });
+      return;
+    }
+    this.restarts++;
+    if (next.delayMs === 0) return this.#respawnApp();
+    this.#set('backoff');
+    this.#emit('backoff', { delayMs: next.delayMs, failures: this.#failures });
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#enqueue(async () => {
+        if (this.state === 'backoff') await this.#respawnApp();
+      });
+    }, next.delayMs);
+  }
+
+  async #respawnApp(): Promise<void> {
+    const spec = this.spec;
+    if (spec === undefined) return;
+    if (this.jail === undefined || !this.jail.running) {
+      await this.#teardown();
+      return this.#spawn(spec);
+    }
+    this.#set('spawning');
+    const app = await this.#startApp(spec);
+    if (app === undefined) return this.#failed();
+    this.#app = app;
+    this.#set('running');
+    this.#emit('spawned', { pid: app.pid, respawn: true });
+  }
+
+  /** Start the new app, wait until it runs (or is ready), then stop the old one: the socket never closes. */
+  async #reloadApp(): Promise<void> {
+    const spec = this.spec;
+    const old = this.#app;
+    if (spec === undefined || spec.command === undefined) return;
+    this.#set('reloading');
+    const app = await this.#startApp(spec);
+    if (app === undefined) {
+      // The new app did not come up: keep the old one serving and report it.
+      this.#set(old === undefined ? 'backoff' : 'running');
+      this.#emit('error', { error: `reload: the new app did not start${this.lastError ? `: ${this.lastError}` : ''}` });
+      if (old === undefined) await this.#failed();
+      return;
+    }
+    this.#app = app;
+    this.#set('running');
+    if (old !== undefined) await this.#stopApp(old, spec);
+    this.#emit('reloaded', { pid: app.pid });
+  }
+
+  /** The stop signal to the app's process group, then SIGKILL after stop-timeout. */
+  async #stopApp(app: App, spec: VassalSpec): Promise<void> {
+    const signal = typeof spec.stopSignal === 'number' ? spec.stopSignal : (spec.stopSignal as NodeJS.Signals);
+    const done = app.proc.exited.then(() => true);
+    app.proc.subprocess.kill(signal);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), spec.stopTimeoutMs)));
+    const exited = await Promise.race([done, timedOut]);
+    clearTimeout(timer);
+    if (!exited) {
+      // The whole group inside the jail: its leader's host pid is the group id.
+      if (app.pid !== undefined) killGroup(app.pid);
+      app.proc.subprocess.kill('SIGKILL');
+      await done;
+    }
+  }
+
+  /** Stops the app and the jail, removes the run dir. */
+  async #teardown(): Promise<void> {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const app = this.#app;
+    this.#app = undefined;
+    if (app !== undefined && this.spec !== undefined) await this.#stopApp(app, this.spec);
+    const jail = this.jail;
+    this.jail = undefined;
+    if (jail !== undefined) await jail.stop();
+    if (this.#runDir !== undefined) removeRunDir(this.#runDir);
+    this.#runDir = undefined;
+  }
+
+  /** Waits until every queued operation is done (tests, shutdown). */
+  async settled(): Promise<void> {
+    let q: Promise<void>;
+    do {
+      q = this.#queue;
+      await q;
+    } while (q !== this.#queue);
+  }
+}
+
+const limitsOf = (s: VassalSpec) => ({ memoryBytes: s.memoryLimitBytes, cpuPercent: s.cpuLimitPercent, cpuWeight: s.cpuWeight, pids: s.pidsLimit, raw: s.cgroupOpts });
+
+const killGroup = (pid: number): void => {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group is gone already
+  }
+};
