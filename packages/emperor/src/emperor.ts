@@ -1,4 +1,5 @@
-import { mkdirSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { checkVassalFile, clearUserCache } from '@emperor/config';
 import { removeCgroupParent } from '@emperor/jail';
@@ -34,6 +35,8 @@ export class Emperor {
   readonly bus = new EventBus();
   readonly vassals = new Map<string, Vassal>();
   readonly startedAt = Date.now();
+  /** The identity (inode, size, mtime) of each file as last loaded: a repeated event for it is not a change. */
+  readonly #seen = new Map<string, string>();
   #monitor: Monitor | undefined;
   #control: ControlServer | undefined;
   #stopping = false;
@@ -65,6 +68,12 @@ export class Emperor {
       v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}) });
       this.vassals.set(name, v);
     }
+    // inotify may report one write as several events (add, then change): only a real change reloads.
+    // The content counts, not only the mtime (two writes within one clock tick share it, uWSGI's bug);
+    // a touch changes the mtime, so it still reloads, as operators expect.
+    const id = identity(file);
+    if (this.#seen.get(name) === id) return;
+    this.#seen.set(name, id);
     clearUserCache();
     const result = await checkVassalFile(file, { tyrant: this.options.tyrant, noFollow: this.options.tyrant });
     await v.load(result);
@@ -74,6 +83,7 @@ export class Emperor {
     const name = this.#nameOf(file);
     const v = this.vassals.get(name);
     if (v === undefined) return;
+    this.#seen.delete(name);
     await v.stop();
     // A file of the same name may have come back while it stopped.
     if (this.vassals.get(name) === v && v.state === 'stopped') {
@@ -104,3 +114,16 @@ export class Emperor {
     await Promise.all([...this.vassals.values()].map((v) => v.settled()));
   }
 }
+
+/** What makes a vassal file "the same": its content and mtime (regular files up to 1 MiB; else its stat). */
+const identity = (file: string): string => {
+  const st = lstatSync(file, { throwIfNoEntry: false, bigint: true });
+  if (st === undefined) return 'gone';
+  const stat = `${st.ino}:${st.size}:${st.mtimeNs}`;
+  if (!st.isFile() || st.size > 1024n * 1024n) return stat;
+  try {
+    return `${stat}:${createHash('sha256').update(readFileSync(file)).digest('hex')}`;
+  } catch {
+    return stat;
+  }
+};

@@ -195,7 +195,7 @@ export class Vassal {
     if (jail === undefined || spec.command === undefined) return undefined;
     const log = new LogFile(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid as number);
     const notify = spec.ready === 'notify' ? `${NOTIFY_PATH}-${++this.#notifySeq}` : undefined;
-    const proc = jail.exec({ argv: spec.command, socket: spec.socket !== undefined, notify, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = jail.exec({ argv: spec.command, env: spec.env, cwd: spec.chdir, socket: spec.socket !== undefined, notify, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.subprocess.stdout?.on('data', (d: Buffer) => log.write(d));
     proc.subprocess.stderr?.on('data', (d: Buffer) => log.write(d));
     const app: App = { proc, pid: undefined, startedAt: Date.now(), log };

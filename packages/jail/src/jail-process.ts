@@ -14,7 +14,7 @@ export interface ExecOptions {
   argv: string[];
   /** Working directory inside the jail. Default: the vassal's chdir, else its home, else /. */
   cwd?: string | undefined;
-  /** Added to the clean environment (PATH, HOME and the vassal file's env). */
+  /** The environment on top of PATH and HOME. Default: the env of the spec the jail was built with. */
   env?: Record<string, string> | undefined;
   /** Give the process the vassal's listening socket as fd 3 (LISTEN_FDS=1). */
   socket?: boolean;
@@ -52,7 +52,7 @@ export class JailProcess {
   static start(jail: Jail, options: ExecOptions): JailProcess {
     const spec = jail.spec;
     const home = spec.home ?? '/';
-    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: home, ...spec.env, ...options.env };
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: home, ...(options.env ?? spec.env) };
     const args = [
       'exec', '--status-fd', '3', ...jail.enterArgs(),
       '--uid', String(spec.uid), '--gid', String(spec.gid),
