@@ -13,7 +13,7 @@ export const callDaemon = (runDir: string, method: 'GET' | 'POST', path: string)
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     req.on('error', (e: NodeJS.ErrnoException) => {
-      reject(new EmperorError('EMPEROR_ERR_USAGE', `expected the emperor's control socket at ${socketPath}, got ${e.code ?? e.message}`, { hint: 'is the emperor running? pass --run-dir if it uses another run dir' }));
+      reject(new EmperorError('EMPEROR_ERR_CONTROL', `expected the emperor's control socket at ${socketPath}, got ${e.code ?? e.message}`, { hint: 'is the emperor running? pass --run-dir if it uses another run dir' }));
     });
     req.end();
   });
@@ -27,6 +27,6 @@ export const streamDaemon = (runDir: string, path: string, write: (s: string) =>
       res.on('data', (d: string) => write(d));
       res.on('end', () => resolve());
     });
-    req.on('error', (e: NodeJS.ErrnoException) => reject(new EmperorError('EMPEROR_ERR_USAGE', `expected the emperor's control socket at ${socketPath}, got ${e.code ?? e.message}`, { hint: 'is the emperor running?' })));
+    req.on('error', (e: NodeJS.ErrnoException) => reject(new EmperorError('EMPEROR_ERR_CONTROL', `expected the emperor's control socket at ${socketPath}, got ${e.code ?? e.message}`, { hint: 'is the emperor running?' })));
     req.end();
   });

@@ -30,7 +30,7 @@ const fail = (status: number, body: string): never => {
   } catch {
     // not JSON: show as is
   }
-  throw new EmperorError('EMPEROR_ERR_USAGE', status === 404 ? msg : `the emperor answered ${status}: ${msg}`);
+  throw new EmperorError(status === 404 ? 'EMPEROR_ERR_NO_VASSAL' : 'EMPEROR_ERR_CONTROL', status === 404 ? msg : `the emperor answered ${status}: ${msg}`);
 };
 
 /** `emperor status [NAME] [--json] [--run-dir DIR]` */

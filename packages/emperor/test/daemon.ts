@@ -1,0 +1,131 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t, { type Test } from 'tap';
+import { alive, get, requireJails } from './fixtures/emperor.js';
+
+const emperorBin = fileURLToPath(new URL('../../../node_modules/.bin/emperor', import.meta.url));
+
+/** The real `emperor` binary over a scratch dir, as systemd runs it; the test talks to it like a panel. */
+const daemon = async (t: Test, files: Record<string, string>) => {
+  const root = mkdtempSync(join(tmpdir(), 'emperor-test-bin-'));
+  const dir = join(root, 'vassals');
+  mkdirSync(dir);
+  for (const [n, text] of Object.entries(files)) writeFileSync(join(dir, n), text);
+  const runDir = join(root, 'run');
+  const cgroupParent = `emperor-test-${process.pid}-bin${Math.random().toString(36).slice(2, 6)}`;
+  const proc = spawn(emperorBin, [dir, '--run-dir', runDir, '--log-dir', join(root, 'log'), '--cgroup-parent', cgroupParent], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+  t.teardown(async () => {
+    if (proc.exitCode === null) {
+      proc.kill('SIGTERM');
+      await exited;
+    }
+    rmSync(root, { recursive: true, force: true });
+  });
+  const cli = (...args: string[]) => spawnSync(emperorBin, [...args, '--run-dir', runDir], { encoding: 'utf8', timeout: 30_000 });
+  const until = async (pred: () => boolean, what: string) => {
+    for (let i = 0; i < 400; i++) {
+      if (pred()) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`timed out waiting for ${what}; daemon output:\n${out}`);
+  };
+  const api = (method: string, path: string): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const req = request({ socketPath: join(runDir, 'control.sock'), method, path }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  await until(() => existsSync(join(runDir, 'control.sock')), 'the control socket');
+  return { proc, exited, root, dir, runDir, cli, until, api, output: () => out, cgroupParent };
+};
+
+const APP = 'command = node -e "require(\'http\').createServer((q, s) => s.end(\'up\\\\n\')).listen({ fd: 3 })"';
+
+if (requireJails(t)) {
+  t.test('SIGTERM stops every vassal, SIGKILLs one that ignores its stop signal after stop-timeout, exits 0', async (t) => {
+    const d = await daemon(t, {
+      'stubborn.ini': "[uwsgi]\nuid = demo-alice\nstop-timeout = 500ms\ncommand = trap '' TERM; while :; do sleep 1; done\n",
+      'web.ini': `[uwsgi]\nuid = demo-bob\nsocket = app.sock\n${APP}\n`,
+    });
+    await d.until(() => d.cli('status', '--json').stdout.includes('"running"') && (JSON.parse(d.cli('status', '--json').stdout) as Array<{ state: string }>).every((v) => v.state === 'running'), 'both vassals running');
+    const views = JSON.parse(d.cli('status', '--json').stdout) as Array<{ name: string; pid: number; jail: { shim: number; init: number } }>;
+    t.equal(await get(join(d.runDir, 'vassals', 'web', 'app.sock')), 'up\n');
+    d.proc.kill('SIGTERM');
+    t.equal(await d.exited, 0, 'exit 0');
+    for (const v of views) {
+      t.notOk(alive(v.pid), `${v.name}: app gone`);
+      t.notOk(alive(v.jail.shim) || alive(v.jail.init), `${v.name}: jail gone`);
+    }
+    t.notOk(existsSync(join(d.runDir, 'control.sock')), 'control socket removed');
+    t.same(readdirSync(join(d.runDir, 'vassals')), [], 'run dirs removed');
+    t.match(d.output(), /"msg":"stubborn: stopped"/);
+  });
+
+  t.test('the control API: list, inspect, reload, restart, stop, start, events, metrics, stats', async (t) => {
+    const d = await daemon(t, { 'web.ini': `[uwsgi]\nuid = demo-alice\nsocket = app.sock\n${APP}\n` });
+    await d.until(() => d.cli('status', 'web', '--json').stdout.includes('"running"'), 'web running');
+    const events: string[] = [];
+    const stream = request({ socketPath: join(d.runDir, 'control.sock'), path: '/events' }, (res) => res.on('data', (c: Buffer) => events.push(...c.toString().trim().split('\n'))));
+    stream.end();
+    await new Promise((r) => setTimeout(r, 100));
+    const list = await d.api('GET', '/vassals');
+    t.equal(list.status, 200);
+    t.match(JSON.parse(list.body), [{ name: 'web', state: 'running', restarts: 0, usage: { pids: Number } }]);
+    const before = JSON.parse((await d.api('GET', '/vassals/web')).body) as { pid: number; jail: { init: number } };
+    t.match(JSON.parse((await d.api('POST', '/vassals/web/reload')).body), { state: 'running' });
+    const afterReload = JSON.parse((await d.api('GET', '/vassals/web')).body) as { pid: number; jail: { init: number } };
+    t.not(afterReload.pid, before.pid, 'reload: new app');
+    t.equal(afterReload.jail.init, before.jail.init, 'reload: same jail');
+    await d.api('POST', '/vassals/web/restart');
+    const afterRestart = JSON.parse((await d.api('GET', '/vassals/web')).body) as { jail: { init: number } };
+    t.not(afterRestart.jail.init, before.jail.init, 'restart: new jail');
+    t.match(JSON.parse((await d.api('POST', '/vassals/web/stop')).body), { state: 'stopped', pid: null });
+    t.match(JSON.parse((await d.api('POST', '/vassals/web/start')).body), { state: 'running' });
+    t.equal(await get(join(d.runDir, 'vassals', 'web', 'app.sock')), 'up\n');
+    t.equal((await d.api('GET', '/vassals/nobody')).status, 404);
+    const metrics = await d.api('GET', '/metrics');
+    t.match(metrics.body, /^emperor_vassal_up\{vassal="web"\} 1$/m);
+    t.match(metrics.body, /^emperor_vassals\{state="running"\} 1$/m);
+    const stats = JSON.parse((await d.api('GET', '/stats')).body) as { vassals: Array<{ id: string; cursed: number }> };
+    t.match(stats, { emperor: [d.dir], vassals: [{ id: 'web.ini', cursed: 0, loyal: 1 }] });
+    stream.destroy();
+    const names = events.map((l) => (JSON.parse(l) as { event: string }).event);
+    t.same(names, ['reloaded', 'restarted', 'stopped', 'spawned'], 'the event stream saw every step');
+  });
+
+  t.test('the CLI: status table, reload, logs, and clear errors when the daemon is not there', async (t) => {
+    const d = await daemon(t, { 'talk.ini': "[uwsgi]\nuid = demo-alice\ncommand = echo started; sleep 300\n" });
+    await d.until(() => d.cli('status').stdout.includes('running'), 'talk running');
+    const st = d.cli('status');
+    t.match(st.stdout, /^NAME\s+STATE\s+PID\s+RESTARTS\s+MEMORY\s+PIDS\s+LAST ERROR\ntalk\s+running\s+\d+\s+0\s+[\d.]+M\s+\d+\n$/);
+    t.equal(d.cli('reload', 'talk').stdout, 'talk: running\n');
+    await d.until(() => d.cli('logs', 'talk').stdout === 'started\nstarted\n', 'two starts in the log');
+    const missing = d.cli('reload', 'ghost');
+    t.equal(missing.status, 1);
+    t.equal(missing.stderr, 'emperor: no vassal named ghost\n');
+    const away = spawnSync(emperorBin, ['status', '--run-dir', '/nonexistent'], { encoding: 'utf8' });
+    t.equal(away.status, 1);
+    t.match(away.stderr, /^emperor: expected the emperor's control socket at \/nonexistent\/control\.sock, got ENOENT \(is the emperor running\? pass --run-dir/);
+  });
+
+  t.test('the daemon refuses bad command lines clearly', async (t) => {
+    const nodir = spawnSync(emperorBin, ['/nonexistent/vassals', '--run-dir', '/tmp/x'], { encoding: 'utf8' });
+    t.equal(nodir.status, 64);
+    t.equal(nodir.stderr, 'emperor: /nonexistent/vassals: expected a directory of vassal files, got nothing (mkdir it, or name the right directory)\n');
+    const two = spawnSync(emperorBin, ['run', '/a', '/b'], { encoding: 'utf8' });
+    t.equal(two.status, 64);
+    t.match(two.stderr, /expected one vassal directory, got \/a \/b/);
+  });
+}
