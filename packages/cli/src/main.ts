@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { isEmperorError } from '@emperor/errors';
 import { check } from './commands/check.js';
 import { action, logs, status } from './commands/control.js';
@@ -33,7 +34,7 @@ export const main = async (argv: string[], io: Io): Promise<number> => {
       return EXIT.ok;
     }
     // `emperor DIR` (a path, as in the systemd unit) means `emperor run DIR`.
-    if (COMMANDS[first] === undefined && (first.includes('/') || first.startsWith('-') && first !== '-h')) return await run(argv, io);
+    if (COMMANDS[first] === undefined && (first.includes('/') || first.startsWith('--') || statSync(first, { throwIfNoEntry: false })?.isDirectory())) return await run(argv, io);
     const command = COMMANDS[first];
     if (command === undefined) {
       io.stderr.write(`emperor: expected a command (${Object.keys(COMMANDS).join(', ')}), got ${JSON.stringify(first)}; see emperor --help\n`);

@@ -177,6 +177,8 @@ export class Vassal {
       if (this.jail === jail && (this.state === 'running' || this.state === 'spawning')) void this.#enqueue(async () => this.#failed());
     });
     this.bornAt = Date.now();
+    const later = [spec.daemons.length > 0 && 'attach daemons', spec.cron.length > 0 && 'cron jobs', spec.subscriptions.length > 0 && 'subscriptions'].filter(Boolean);
+    if (later.length > 0) this.#ctx.log.warn({ vassal: this.name }, `${this.name}: ${later.join(', ')} are validated but not run by this version yet`);
     if (spec.command === undefined) {
       this.#set('running');
       this.#emit(event, { jail: jail.initPid });
