@@ -5,6 +5,7 @@ import { checkVassalFile, clearUserCache } from '@emperor/config';
 import { removeCgroupParent } from '@emperor/jail';
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
+import type { Clock } from './cron-scheduler.js';
 import { ControlServer } from './control-server.js';
 import { EventBus } from './events.js';
 import { Monitor } from './monitor.js';
@@ -24,6 +25,8 @@ export interface EmperorOptions {
   cgroupParent: string;
   log: Logger;
   backoff?: BackoffPolicy;
+  /** The clock cron reads (tests inject one). */
+  clock?: Clock;
 }
 
 /**
@@ -65,7 +68,7 @@ export class Emperor {
     const name = this.#nameOf(file);
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}) });
+      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}) });
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.

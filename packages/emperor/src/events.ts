@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 /** What happened to a vassal; panels read these from the control socket's event stream. */
 export type EventName =
   | 'spawned' | 'ready' | 'exited' | 'reloaded' | 'restarted' | 'cursed' | 'invalid' | 'stopped' | 'backoff'
-  | 'limits' | 'removed' | 'error';
+  | 'limits' | 'removed' | 'error' | 'daemon-spawned' | 'daemon-exited' | 'daemon-backoff' | 'cron';
 
 /** One event: always a time, a vassal and a name; the rest depends on the event. */
 export interface EmperorEvent {

@@ -1,9 +1,12 @@
 import { join } from 'node:path';
-import { formatProblem, type CheckResult, type VassalSpec } from '@emperor/config';
+import { formatProblem, type CheckResult, type CronSpec, type VassalSpec } from '@emperor/config';
 import { isEmperorError } from '@emperor/errors';
 import { Jail, type JailProcess } from '@emperor/jail';
 import type { Logger } from 'pino';
+import { isDeepStrictEqual } from 'node:util';
+import { AttachedDaemon } from './attached-daemon.js';
 import { DEFAULT_BACKOFF, nextRespawn, type BackoffPolicy } from './backoff.js';
+import { CronScheduler, realClock, type Clock } from './cron-scheduler.js';
 import type { EventBus, EventName } from './events.js';
 import { LogFile } from './log-file.js';
 import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
@@ -20,6 +23,8 @@ export interface VassalContext {
   bus: EventBus;
   log: Logger;
   backoff?: BackoffPolicy;
+  /** The clock cron reads (tests inject one). */
+  clock?: Clock;
 }
 
 /** The app: one process in the jail, with its log and start time. */
@@ -53,6 +58,11 @@ export class Vassal {
   #failures = 0;
   #timer: NodeJS.Timeout | undefined;
   #notifySeq = 0;
+  #daemons: AttachedDaemon[] = [];
+  #cron: CronScheduler | undefined;
+  /** Minute each cron job last ran: kept across reloads so no job runs twice for one minute. */
+  readonly #cronLastRun = new Map<string, number>();
+  readonly #cronRunning = new Map<string, JailProcess>();
 
   constructor(name: string, ctx: VassalContext) {
     this.name = name;
@@ -115,14 +125,80 @@ export class Vassal {
         this.#emit('limits');
       }
       this.spec = result.spec;
-      if (change !== 'limits') await this.#reloadApp();
+      if (change !== 'limits') {
+        if (!isDeepStrictEqual(before.daemons, result.spec.daemons)) {
+          await this.#stopDaemons(before);
+          await this.#startDaemons(result.spec);
+        } else {
+          for (const d of this.#daemons) await d.reload(result.spec.stopTimeoutMs);
+        }
+        this.#startCron(result.spec);
+        await this.#reloadApp();
+      }
     });
   }
 
-  /** Graceful app reload (the API's reload, SIGHUP, a touch). */
+  /** Graceful reload (the API's reload, SIGHUP): each daemon's reload signal, then the app. */
   reload(): Promise<void> {
     return this.#enqueue(async () => {
-      if (this.jail?.running && this.state === 'running') await this.#reloadApp();
+      if (!(this.jail?.running && this.state === 'running') || this.spec === undefined) return;
+      for (const d of this.#daemons) await d.reload(this.spec.stopTimeoutMs);
+      await this.#reloadApp();
+    });
+  }
+
+  /** The attached daemons (for status). */
+  get daemons(): readonly AttachedDaemon[] {
+    return this.#daemons;
+  }
+
+  async #startDaemons(spec: VassalSpec): Promise<void> {
+    const jail = this.jail;
+    if (jail === undefined) return;
+    this.#daemons = spec.daemons.map((d, i) => new AttachedDaemon(i, d, {
+      vassal: this.name, jail, spec, logDir: this.#ctx.logDir, bus: this.#ctx.bus,
+      onControlDeath: () => void this.stop(),
+    }));
+    for (const d of this.#daemons) await d.start();
+  }
+
+  /** Daemons stop after the app, last started first. */
+  async #stopDaemons(spec: VassalSpec): Promise<void> {
+    const ds = this.#daemons;
+    this.#daemons = [];
+    for (const d of [...ds].reverse()) await d.stop(spec.stopTimeoutMs);
+  }
+
+  #startCron(spec: VassalSpec): void {
+    this.#cron?.stop();
+    this.#cron = new CronScheduler(spec.cron, (job, minute) => this.#runCron(job, minute, spec), this.#cronLastRun, this.#ctx.clock ?? realClock);
+    this.#cron.start();
+  }
+
+  /** One cron run, in the jail as the vassal user, with its timeout; unique jobs never overlap. */
+  #runCron(job: CronSpec, minute: Date, spec: VassalSpec): void {
+    const jail = this.jail;
+    const key = JSON.stringify([job.schedule, job.command]);
+    if (jail === undefined || !jail.running) return;
+    if (job.unique && this.#cronRunning.has(key)) {
+      this.#emit('cron', { command: job.command.at(-1), minute: minute.toISOString(), skipped: 'still running' });
+      return;
+    }
+    const log = new LogFile(join(this.#ctx.logDir, this.name, 'cron.log'), spec.gid as number);
+    const proc = jail.exec({ argv: job.command, env: spec.env, cwd: spec.chdir, stdio: ['ignore', 'pipe', 'pipe'] });
+    proc.subprocess.stdout?.on('data', (d: Buffer) => log.write(d));
+    proc.subprocess.stderr?.on('data', (d: Buffer) => log.write(d));
+    this.#cronRunning.set(key, proc);
+    const timeoutMs = job.timeoutMs ?? spec.cronTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    if (timeoutMs !== undefined && timeoutMs > 0) {
+      timer = setTimeout(() => void proc.started.then(({ pid }) => killGroup(pid)).catch(() => undefined), timeoutMs);
+    }
+    void proc.exited.then((exit) => {
+      clearTimeout(timer);
+      log.close();
+      if (this.#cronRunning.get(key) === proc) this.#cronRunning.delete(key);
+      this.#emit('cron', { command: job.command.at(-1), minute: minute.toISOString(), code: exit.code, signal: exit.signal });
     });
   }
 
@@ -177,8 +253,10 @@ export class Vassal {
       if (this.jail === jail && (this.state === 'running' || this.state === 'spawning')) void this.#enqueue(async () => this.#failed());
     });
     this.bornAt = Date.now();
-    const later = [spec.daemons.length > 0 && 'attach daemons', spec.cron.length > 0 && 'cron jobs', spec.subscriptions.length > 0 && 'subscriptions'].filter(Boolean);
-    if (later.length > 0) this.#ctx.log.warn({ vassal: this.name }, `${this.name}: ${later.join(', ')} are validated but not run by this version yet`);
+    if (spec.subscriptions.length > 0) this.#ctx.log.warn({ vassal: this.name }, `${this.name}: subscriptions are validated but not sent by this version yet`);
+    // Daemons first, in the order written: the app usually needs its redis or memcached.
+    await this.#startDaemons(spec);
+    this.#startCron(spec);
     if (spec.command === undefined) {
       this.#set('running');
       this.#emit(event, { jail: jail.initPid });
@@ -307,9 +385,12 @@ export class Vassal {
   async #teardown(): Promise<void> {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#cron?.stop();
+    this.#cron = undefined;
     const app = this.#app;
     this.#app = undefined;
     if (app !== undefined && this.spec !== undefined) await this.#stopApp(app, this.spec);
+    if (this.spec !== undefined) await this.#stopDaemons(this.spec);
     const jail = this.jail;
     this.jail = undefined;
     if (jail !== undefined) await jail.stop();

@@ -1,0 +1,195 @@
+import { join } from 'node:path';
+import type { DaemonSpec, VassalSpec } from '@emperor/config';
+import type { Jail, JailProcess } from '@emperor/jail';
+import type { EventBus } from './events.js';
+import { LogFile } from './log-file.js';
+
+/** What a daemon needs from its vassal. */
+export interface DaemonContext {
+  vassal: string;
+  jail: Jail;
+  spec: VassalSpec;
+  logDir: string;
+  bus: EventBus;
+  /** A control daemon died: the vassal stops. */
+  onControlDeath: () => void;
+}
+
+const MAX_DELAY_MS = 30_000;
+
+/**
+ * One attached daemon in a vassal's jail: started before the app, restarted with backoff when it dies
+ * (without touching the app or the other daemons), stopped with its stop signal then SIGKILL of its whole
+ * process group after the vassal's stop-timeout. A smart daemon daemonizes itself: it is followed through
+ * its pidfile, read and signalled from inside the jail (as the vassal user), never through host paths.
+ */
+export class AttachedDaemon {
+  readonly index: number;
+  readonly spec: DaemonSpec;
+  restarts = 0;
+  #ctx: DaemonContext;
+  #proc: JailProcess | undefined;
+  #pid: number | undefined;
+  #stopping = false;
+  #failures = 0;
+  #startedAt = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #log: LogFile;
+
+  constructor(index: number, spec: DaemonSpec, ctx: DaemonContext) {
+    this.index = index;
+    this.spec = spec;
+    this.#ctx = ctx;
+    this.#log = new LogFile(join(ctx.logDir, ctx.vassal, `daemon-${index}.log`), ctx.spec.gid as number);
+  }
+
+  get pid(): number | undefined {
+    return this.#pid;
+  }
+
+  #emit(event: 'daemon-spawned' | 'daemon-exited' | 'daemon-backoff', detail: Record<string, unknown>): void {
+    this.#ctx.bus.publish(this.#ctx.vassal, event, { daemon: this.index, command: this.spec.command.at(-1), ...detail });
+  }
+
+  #exec(argv: string[], log = true): JailProcess {
+    const p = this.#ctx.jail.exec({ argv, env: this.#ctx.spec.env, cwd: this.spec.chdir, stdio: ['ignore', 'pipe', 'pipe'] });
+    if (log) {
+      p.subprocess.stdout?.on('data', (d: Buffer) => this.#log.write(d));
+      p.subprocess.stderr?.on('data', (d: Buffer) => this.#log.write(d));
+    } else {
+      p.subprocess.stdout?.resume();
+      p.subprocess.stderr?.resume();
+    }
+    return p;
+  }
+
+  /** Starts it; resolves once it runs (a smart daemon: once its pidfile names a live process). */
+  async start(): Promise<void> {
+    this.#stopping = false;
+    this.#startedAt = Date.now();
+    const proc = this.#exec(this.spec.command);
+    this.#proc = proc;
+    try {
+      this.#pid = (await proc.started).pid;
+    } catch {
+      this.#pid = undefined;
+    }
+    if (this.spec.kind === 'smart') {
+      await proc.exited; // it forks into the background and its first process exits
+      this.#proc = undefined;
+      const ok = await this.#waitPidfile();
+      this.#emit('daemon-spawned', { smart: true, running: ok });
+      if (!ok) return this.#died({ code: null, signal: null });
+      this.#timer = setTimeout(() => void this.#checkSmart(), this.spec.freqSeconds * 1000);
+      return;
+    }
+    this.#emit('daemon-spawned', { pid: this.#pid });
+    void proc.exited.then((exit) => {
+      if (this.#proc === proc) {
+        this.#proc = undefined;
+        this.#died(exit);
+      }
+    });
+  }
+
+  /** Runs `sh -c SCRIPT` in the jail as the vassal user; resolves with its exit code. */
+  async #inJail(script: string): Promise<number | null> {
+    return (await this.#exec(['/bin/sh', '-c', script], false).exited).code;
+  }
+
+  #pidfileScript(action: string): string {
+    const f = this.spec.pidfile?.replace(/'/g, "'\\''") ?? '';
+    return `p=$(cat '${f}' 2>/dev/null) && [ -n "$p" ] && ${action} "$p"`;
+  }
+
+  async #waitPidfile(): Promise<boolean> {
+    const deadline = Date.now() + this.spec.freqSeconds * 1000;
+    while (!this.#stopping && Date.now() < deadline) {
+      if ((await this.#inJail(this.#pidfileScript('kill -0'))) === 0) return true;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return false;
+  }
+
+  async #checkSmart(): Promise<void> {
+    this.#timer = undefined;
+    if (this.#stopping) return;
+    if ((await this.#inJail(this.#pidfileScript('kill -0'))) === 0) {
+      this.#timer = setTimeout(() => void this.#checkSmart(), this.spec.freqSeconds * 1000);
+      return;
+    }
+    this.#died({ code: null, signal: null });
+  }
+
+  #died(exit: { code: number | null; signal: number | null }): void {
+    this.#emit('daemon-exited', { pid: this.#pid, code: exit.code, signal: exit.signal });
+    this.#pid = undefined;
+    if (this.#stopping) return;
+    if (this.spec.control) return this.#ctx.onControlDeath();
+    if (Date.now() - this.#startedAt >= 10_000) this.#failures = 0;
+    this.#failures++;
+    this.restarts++;
+    const max = this.spec.maxThrottleMs ?? MAX_DELAY_MS;
+    const delay = this.#failures <= 1 ? 0 : Math.min(max, 100 * 2 ** (this.#failures - 2));
+    if (delay > 0) this.#emit('daemon-backoff', { delayMs: delay });
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      if (!this.#stopping) void this.start();
+    }, delay);
+  }
+
+  /** Its reload signal if it has one (notifypid for smart daemons), else a stop and a start. */
+  async reload(stopTimeoutMs: number): Promise<void> {
+    const sig = this.spec.reloadSignal;
+    if (sig !== undefined && this.spec.kind === 'plain' && this.#proc !== undefined) {
+      this.#proc.kill(sig as NodeJS.Signals);
+      return;
+    }
+    if (sig !== undefined && this.spec.kind === 'smart' && this.spec.notifyPid) {
+      await this.#inJail(this.#pidfileScript(`kill -${String(sig).replace(/^SIG/, '')}`));
+      return;
+    }
+    await this.stop(stopTimeoutMs);
+    await this.start();
+  }
+
+  /** Stop signal to the whole group, SIGKILL after the timeout: no grandchild survives. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.#stopping = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const sig = String(this.spec.stopSignal).replace(/^SIG/, '');
+    if (this.spec.kind === 'smart') {
+      // Signalled from inside the jail, as the vassal user; SIGKILL once stop-timeout has passed. Anything
+      // it forked that outlives it goes with the jail's teardown (its init's death ends the pid namespace).
+      await this.#inJail(this.#pidfileScript(`kill -${sig}`));
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && (await this.#inJail(this.#pidfileScript('kill -0'))) === 0) await new Promise((r) => setTimeout(r, 50));
+      await this.#inJail(this.#pidfileScript('kill -KILL'));
+      this.#log.close();
+      return;
+    }
+    const proc = this.#proc;
+    this.#proc = undefined;
+    if (proc === undefined) return this.#log.close();
+    const done = proc.exited.then(() => true);
+    proc.kill(this.spec.stopSignal as NodeJS.Signals);
+    let t: NodeJS.Timeout | undefined;
+    const ok = await Promise.race([done, new Promise<boolean>((r) => (t = setTimeout(() => r(false), timeoutMs)))]);
+    clearTimeout(t);
+    if (!ok) {
+      if (this.#pid !== undefined) {
+        try {
+          process.kill(-this.#pid, 'SIGKILL');
+        } catch {
+          // ESRCH: already gone
+        }
+      }
+      proc.subprocess.kill('SIGKILL');
+      await done;
+    }
+    this.#emit('daemon-exited', { pid: this.#pid, stopped: true });
+    this.#pid = undefined;
+    this.#log.close();
+  }
+}
