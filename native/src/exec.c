@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #ifndef SYS_pidfd_getfd
@@ -204,6 +205,18 @@ void cmd_exec(const struct exec_spec *spec)
 	if (spec->pty)
 		open_pty(&master, slave, sizeof slave);
 	int notify = spec->notify_path ? open_notify(spec->notify_path, spec->gid) : -1;
+	/*
+	 * With a pty, our own stdin is usually a terminal too (ssh's, or the router's): make it raw, so keys
+	 * reach the jail's pty untouched and only that pty does line editing and echo.
+	 */
+	struct termios saved;
+	bool raw = spec->pty && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &saved) == 0;
+	if (raw) {
+		struct termios t = saved;
+		cfmakeraw(&t);
+		if (tcsetattr(STDIN_FILENO, TCSANOW, &t) < 0)
+			raw = false; /* EIO if the terminal went away: harmless, nothing to restore then */
+	}
 
 	sigset_t block;
 	sigfillset(&block);
@@ -242,6 +255,8 @@ void cmd_exec(const struct exec_spec *spec)
 	}
 	close(sync[0]);
 	int status = relay_until_exit(child, master, notify);
+	if (raw)
+		(void)tcsetattr(STDIN_FILENO, TCSANOW, &saved); /* EIO: the terminal is gone */
 	if (notify >= 0)
 		unlink(spec->notify_path); /* ENOENT is harmless: the run dir is gone already */
 	int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);

@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { isEmperorError } from '@emperor/errors';
 import { check } from './commands/check.js';
 import { action, logs, status } from './commands/control.js';
+import { pty } from './commands/pty.js';
 import { run } from './commands/run.js';
 import { EXIT, type Io } from './io.js';
 import { USAGE } from './usage.js';
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   stop: action('stop'),
   start: action('start'),
   logs,
+  pty,
 };
 
 /**

@@ -11,6 +11,8 @@ Commands:
   status [NAME] [--json]              state, pid, restarts, memory, last error of the vassals
   reload|restart|stop|start NAME      graceful app reload; new jail; graceful stop; start again
   logs NAME [-f]                      the app's log (follow with -f)
+  pty [--vassal NAME]                 sshd ForceCommand: a shell in your own vassal's jail, or
+                                      $SSH_ORIGINAL_COMMAND (scp, rsync, git) run there
                                       (status, reload... and logs take --run-dir too)
   check [--json] [--tyrant] FILE...   validate vassal files; exit 0 if all are good, 1 otherwise.
                                       --json prints each normalized spec (or its problems) as JSON.

@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { formatProblem, type CheckResult, type CronSpec, type VassalSpec } from '@emperor/config';
 import { isEmperorError } from '@emperor/errors';
 import { Jail, type JailProcess } from '@emperor/jail';
+import { PtyRouter } from '@emperor/pty';
 import type { Logger } from 'pino';
 import { isDeepStrictEqual } from 'node:util';
 import { AttachedDaemon } from './attached-daemon.js';
@@ -59,6 +60,7 @@ export class Vassal {
   #timer: NodeJS.Timeout | undefined;
   #notifySeq = 0;
   #daemons: AttachedDaemon[] = [];
+  #router: PtyRouter | undefined;
   #cron: CronScheduler | undefined;
   /** Minute each cron job last ran: kept across reloads so no job runs twice for one minute. */
   readonly #cronLastRun = new Map<string, number>();
@@ -254,6 +256,10 @@ export class Vassal {
     });
     this.bornAt = Date.now();
     if (spec.subscriptions.length > 0) this.#ctx.log.warn({ vassal: this.name }, `${this.name}: subscriptions are validated but not sent by this version yet`);
+    if (spec.pty) {
+      this.#router = new PtyRouter(jail, join(this.#runDir, 'pty.sock'), (ev) => this.#ctx.log.info({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`));
+      await this.#router.listen();
+    }
     // Daemons first, in the order written: the app usually needs its redis or memcached.
     await this.#startDaemons(spec);
     this.#startCron(spec);
@@ -387,6 +393,8 @@ export class Vassal {
     this.#timer = undefined;
     this.#cron?.stop();
     this.#cron = undefined;
+    await this.#router?.close();
+    this.#router = undefined;
     const app = this.#app;
     this.#app = undefined;
     if (app !== undefined && this.spec !== undefined) await this.#stopApp(app, this.spec);

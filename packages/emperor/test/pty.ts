@@ -1,0 +1,116 @@
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { frame } from '@emperor/pty';
+import { requireJails, startEmperor } from './fixtures/emperor.js';
+
+/** The system's PATH, not the developer's (pyenv shims under /root are not reachable by customers). */
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const emperorBin = fileURLToPath(new URL('../../../node_modules/.bin/emperor', import.meta.url));
+
+/** A raw urouter client: sends frames, collects raw output until the router closes or `ms` pass. */
+const session = (path: string, frames: Buffer[], ms = 3000, spacingMs = 300): Promise<string> =>
+  new Promise((resolve) => {
+    const s = connect(path);
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.on('connect', async () => {
+      for (const f of frames) {
+        s.write(f);
+        await new Promise((r) => setTimeout(r, spacingMs));
+      }
+    });
+    const done = () => resolve(out);
+    s.on('close', done);
+    s.on('error', done);
+    setTimeout(() => {
+      s.destroy();
+      done();
+    }, ms);
+  });
+const type = (text: string) => frame(0, Buffer.from(text));
+
+/** Runs a program without blocking this process (the emperor under test runs in it). */
+const run = (cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    const c = spawn(cmd, args, { env: options.env ?? { PATH: SYSTEM_PATH }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => c.kill('SIGKILL'), 20_000);
+    c.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+    c.stdin.end(options.input ?? '');
+  });
+
+if (requireJails(t)) {
+  t.test('each connection gets a login shell inside the jail: its tty exists there, ps shows only the jail, job control works', async (t) => {
+    const e = await startEmperor(t);
+    e.write('sh1.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300', 'hostname = sh1-box');
+    await e.waitFor((x) => x.vassal === 'sh1' && x.event === 'spawned');
+    const out = await session(e.socketOf('sh1', 'pty.sock'), [
+      frame(100, undefined, 40), frame(101, undefined, 120),
+      type('echo T=$(tty); test -c $(tty) && echo TTY-IN-JAIL; stty size; hostname; id -un\r'),
+      type('ps -e -o comm= | sort | tr "\\n" " "; echo\r'),
+      type('sleep 100 & jobs; kill %1; echo JOBS-OK\r'),
+      type('exit\r'),
+    ]);
+    t.match(out, /T=\/dev\/pts\/\d+/);
+    t.match(out, /TTY-IN-JAIL/);
+    t.match(out, /\r\n40 120\r\n/, 'the window size arrived');
+    t.match(out, /sh1-box\r\ndemo-alice/);
+    t.match(out, /bash emperor-jail ps sh sleep sort tr \r/, 'only the jail\'s processes: init (emperor-jail), the app (sh, sleep), this shell');
+    t.match(out, /\[1\]\+\s+Running\s+sleep 100 &[\s\S]*JOBS-OK/);
+  });
+
+  t.test('uwsgi --pty-uconnect (the real uWSGI client) works against the router', async (t) => {
+    const e = await startEmperor(t);
+    e.write('uw.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');
+    await e.waitFor((x) => x.vassal === 'uw' && x.event === 'spawned');
+    const script = `(sleep 1; printf 'echo VIA-UWSGI-$((6*7))\\r'; sleep 1; printf 'exit\\r'; sleep 1) | timeout 10 script -qfc "uwsgi --plugin pty --pty-uconnect ${e.socketOf('uw', 'pty.sock')}" /dev/null`;
+    const r = await run('sh', ['-c', script]);
+    t.match(r.stdout, /\[pty\] connected\./, r.stdout + r.stderr);
+    t.match(r.stdout, /VIA-UWSGI-42/);
+  });
+
+  t.test('emperor pty: commands over plain pipes, exit status, stdin; a customer cannot reach another customer', async (t) => {
+    const e = await startEmperor(t);
+    e.write('ca.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');
+    e.write('cb.ini', '[uwsgi]', 'uid = demo-bob', 'command = sleep 300');
+    await e.waitFor((x) => x.vassal === 'ca' && x.event === 'spawned');
+    await e.waitFor((x) => x.vassal === 'cb' && x.event === 'spawned');
+    const as = (user: string, command: string | undefined, input = '') =>
+      // env -i: the exact environment sshd would give, and none of the test runner's NODE_OPTIONS.
+      run('setpriv', ['--reuid', user, '--regid', user, '--init-groups', 'env', '-i', `PATH=${SYSTEM_PATH}`, ...(command ? [`SSH_ORIGINAL_COMMAND=${command}`] : []), emperorBin, 'pty', '--run-dir', `${e.root}/run`], { input });
+    const r = await as('demo-alice', 'id -un; cat; echo oops >&2; exit 7', 'from stdin\n');
+    t.equal(r.stdout, 'demo-alice\nfrom stdin\n');
+    t.equal(r.stderr, 'oops\n');
+    t.equal(r.status, 7, 'the exit status reaches the client');
+    const b = await as('demo-bob', 'id -un');
+    t.equal(b.stdout, 'demo-bob\n', 'bob lands in his own vassal');
+    const steal = await run('setpriv', ['--reuid', 'demo-bob', '--regid', 'demo-bob', '--init-groups', 'env', '-i', `PATH=${SYSTEM_PATH}`, emperorBin, 'pty', '--run-dir', `${e.root}/run`, '--vassal', 'ca']);
+    t.equal(steal.status, 1);
+    t.match(steal.stderr, /^emperor: expected a vassal of yours named ca, got none \(yours: cb\)/);
+    const direct = await run('setpriv', ['--reuid', 'demo-bob', '--regid', 'demo-bob', '--init-groups', 'python3', '-c', `import socket; socket.socket(socket.AF_UNIX).connect(${JSON.stringify(e.socketOf('ca', 'pty.sock'))})`]);
+    t.not(direct.status, 0);
+    t.match(direct.stderr, /PermissionError/, `alice's pty socket refuses bob at the kernel level: ${direct.stderr}`);
+  });
+
+  t.test('bad clients get a clear error and the router keeps serving', async (t) => {
+    const e = await startEmperor(t);
+    e.write('bad.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');
+    await e.waitFor((x) => x.vassal === 'bad' && x.event === 'spawned');
+    const path = e.socketOf('bad', 'pty.sock');
+    const garbage = await session(path, [Buffer.from([0, 0, 0, 250])], 2000);
+    t.match(garbage, /emperor pty: expected a frame type 0, 1-64, 100, 101, 200 or 201, got 250; closing/);
+    await session(path, [Buffer.from([0, 9])], 300); // closed mid-frame
+    const huge = await session(path, [frame(100, undefined, 65535), frame(101, undefined, 65535), type('stty size; exit\r')]);
+    t.match(huge, /\r1000 1000\r\n/, 'an absurd window size is clamped');
+    const fine = await session(path, [type('echo STILL-SERVING; exit\r')]);
+    t.match(fine, /STILL-SERVING/);
+  });
+}
