@@ -44,6 +44,8 @@ for u in demo-alice demo-bob demo-carol demo-dave; do
     log "creating example user $u"
     useradd --system --user-group --create-home --home-dir "/srv/emperor-demo/$u" --shell /bin/bash "$u"
   fi
+  # No password, but not locked: sshd (UsePAM no) refuses key logins to locked ("!") accounts.
+  if getent shadow "$u" | cut -d: -f2 | grep -q '^!'; then usermod -p '*' "$u"; fi
 done
 
 log "building (tsc -b, make -C native)"

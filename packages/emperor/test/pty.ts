@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { frame } from '@emperor/pty';
 import { requireJails, startEmperor } from './fixtures/emperor.js';
+import { publicCheckout } from './fixtures/public-checkout.js';
 
 /** The system's PATH, not the developer's (pyenv shims under /root are not reachable by customers). */
 const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const emperorBin = fileURLToPath(new URL('../../../node_modules/.bin/emperor', import.meta.url));
 
 /** A raw urouter client: sends frames, collects raw output until the router closes or `ms` pass. */
 const session = (path: string, frames: Buffer[], ms = 3000, spacingMs = 300): Promise<string> =>
@@ -78,6 +77,7 @@ if (requireJails(t)) {
   });
 
   t.test('emperor pty: commands over plain pipes, exit status, stdin; a customer cannot reach another customer', async (t) => {
+    const emperorBin = `${publicCheckout(t)}/node_modules/.bin/emperor`;
     const e = await startEmperor(t);
     e.write('ca.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');
     e.write('cb.ini', '[uwsgi]', 'uid = demo-bob', 'command = sleep 300');
