@@ -1,4 +1,4 @@
-import { createReadStream, existsSync, statSync, watch } from 'node:fs';
+import { createReadStream, existsSync, lchownSync, statSync, watch } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import type { Emperor } from './emperor.js';
@@ -6,6 +6,15 @@ import type { EmperorEvent } from './events.js';
 import { metricsOf, uwsgiStatsOf, viewOf } from './vassal-view.js';
 
 const ACTIONS = ['reload', 'restart', 'stop', 'start'] as const;
+/** What a customer may do to their own vassal from inside its jail. */
+const CUSTOMER_ACTIONS = ['reload', 'restart'] as const;
+
+/** A control socket for one vassal's customer: only that vassal, only status, logs, reload and restart. */
+export interface ControlScope {
+  vassal: string;
+  uid: number;
+  gid: number;
+}
 
 /**
  * The root control API: HTTP over a unix socket of mode 0600 (only root can connect).
@@ -19,12 +28,14 @@ const ACTIONS = ['reload', 'restart', 'stop', 'start'] as const;
 export class ControlServer {
   readonly #emperor: Emperor;
   readonly #path: string;
+  readonly #scope: ControlScope | undefined;
   readonly #server: Server;
   readonly #streams = new Set<ServerResponse>();
 
-  constructor(emperor: Emperor, path: string) {
+  constructor(emperor: Emperor, path: string, scope?: ControlScope) {
     this.#emperor = emperor;
     this.#path = path;
+    this.#scope = scope;
     this.#server = createServer((req, res) => {
       this.#route(req, res).catch((e: unknown) => send(res, 500, { error: String(e) }));
     });
@@ -45,6 +56,8 @@ export class ControlServer {
     } finally {
       process.umask(old);
     }
+    // A customer's socket belongs to the customer (lchown: a swapped-in symlink would only change itself).
+    if (this.#scope !== undefined) lchownSync(this.#path, this.#scope.uid, this.#scope.gid);
   }
 
   async close(): Promise<void> {
@@ -57,6 +70,8 @@ export class ControlServer {
     const url = new URL(req.url ?? '/', 'http://emperor');
     const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
     const e = this.#emperor;
+    const scope = this.#scope;
+    if (scope !== undefined) return this.#customer(scope, req, res, url, parts);
     if (req.method === 'GET' && url.pathname === '/vassals') return send(res, 200, [...e.vassals.values()].map(viewOf));
     if (req.method === 'GET' && url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
@@ -75,6 +90,27 @@ export class ControlServer {
         return send(res, 200, viewOf(v));
       }
     }
+    send(res, 404, { error: `no such endpoint: ${req.method} ${url.pathname}` });
+  }
+
+  /** The customer's API: their own vassal only; every other path is 404, as if nothing else existed. */
+  async #customer(scope: ControlScope, req: IncomingMessage, res: ServerResponse, url: URL, parts: string[]): Promise<void> {
+    const v = this.#emperor.vassals.get(scope.vassal);
+    if (v === undefined) return send(res, 404, { error: 'your vassal is not running' });
+    if (req.method === 'GET' && url.pathname === '/vassals') return send(res, 200, [viewOf(v)]);
+    if (parts[0] === 'vassals' && parts[1] === scope.vassal) {
+      if (req.method === 'GET' && parts.length === 2) return send(res, 200, viewOf(v));
+      if (req.method === 'GET' && parts[2] === 'logs') return this.#logs(v.name, url.searchParams.get('follow') === '1', res);
+      const action = CUSTOMER_ACTIONS.find((a) => a === parts[2]);
+      if (req.method === 'POST' && action !== undefined && parts.length === 3) {
+        // Answer first: a restart replaces the jail this request came from.
+        send(res, 202, { ...viewOf(v), accepted: action });
+        void v[action]();
+        return;
+      }
+      if (req.method === 'POST') return send(res, 403, { error: `${parts[2] ?? ''}: only reload and restart are allowed from inside a vassal` });
+    }
+    if (parts[0] === 'vassals' && parts[1] !== undefined) return send(res, 404, { error: `no vassal named ${parts[1]}` });
     send(res, 404, { error: `no such endpoint: ${req.method} ${url.pathname}` });
   }
 

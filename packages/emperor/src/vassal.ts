@@ -26,6 +26,8 @@ export interface VassalContext {
   backoff?: BackoffPolicy;
   /** The clock cron reads (tests inject one). */
   clock?: Clock;
+  /** Makes the customer's control socket (status, logs, reload, restart of this vassal only) at a path. */
+  customerControl?: (vassal: string, path: string, uid: number, gid: number) => { listen(): Promise<void>; close(): Promise<void> };
 }
 
 /** The app: one process in the jail, with its log and start time. */
@@ -61,6 +63,7 @@ export class Vassal {
   #notifySeq = 0;
   #daemons: AttachedDaemon[] = [];
   #router: PtyRouter | undefined;
+  #customerControl: { listen(): Promise<void>; close(): Promise<void> } | undefined;
   #cron: CronScheduler | undefined;
   /** Minute each cron job last ran: kept across reloads so no job runs twice for one minute. */
   readonly #cronLastRun = new Map<string, number>();
@@ -260,6 +263,11 @@ export class Vassal {
       this.#router = new PtyRouter(jail, join(this.#runDir, 'pty.sock'), (ev) => this.#ctx.log.info({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`));
       await this.#router.listen();
     }
+    if (this.#ctx.customerControl !== undefined) {
+      // Seen as /run/control.sock inside the jail: `emperor status`, `logs`, `reload`, `restart` work there.
+      this.#customerControl = this.#ctx.customerControl(this.name, join(this.#runDir, 'control.sock'), spec.uid as number, gid);
+      await this.#customerControl.listen();
+    }
     // Daemons first, in the order written: the app usually needs its redis or memcached.
     await this.#startDaemons(spec);
     this.#startCron(spec);
@@ -395,6 +403,8 @@ export class Vassal {
     this.#cron = undefined;
     await this.#router?.close();
     this.#router = undefined;
+    await this.#customerControl?.close();
+    this.#customerControl = undefined;
     const app = this.#app;
     this.#app = undefined;
     if (app !== undefined && this.spec !== undefined) await this.#stopApp(app, this.spec);

@@ -1,9 +1,17 @@
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { EmperorError } from '@emperor/errors';
 import { callDaemon, streamDaemon } from '../control-client.js';
 import { EXIT, type Io } from '../io.js';
 
-const runDirOption = { 'run-dir': { type: 'string', default: '/run/emperor' } } as const;
+const runDirOption = { 'run-dir': { type: 'string' } } as const;
+
+/**
+ * The emperor's run dir, or, inside a vassal's jail (where /run is the vassal's own run dir), the customer's
+ * control socket at /run/control.sock.
+ */
+const defaultRunDir = (): string =>
+  !existsSync('/run/emperor/control.sock') && existsSync('/run/control.sock') ? '/run' : '/run/emperor';
 
 interface View {
   name: string;
@@ -30,14 +38,14 @@ const fail = (status: number, body: string): never => {
   } catch {
     // not JSON: show as is
   }
-  throw new EmperorError(status === 404 ? 'EMPEROR_ERR_NO_VASSAL' : 'EMPEROR_ERR_CONTROL', status === 404 ? msg : `the emperor answered ${status}: ${msg}`);
+  throw new EmperorError(status === 404 ? 'EMPEROR_ERR_NO_VASSAL' : 'EMPEROR_ERR_CONTROL', status === 404 || status === 403 ? msg : `the emperor answered ${status}: ${msg}`);
 };
 
 /** `emperor status [NAME] [--json] [--run-dir DIR]` */
 export const status = async (args: string[], io: Io): Promise<number> => {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { ...runDirOption, json: { type: 'boolean', default: false } } });
   const name = positionals[0];
-  const r = await callDaemon(values['run-dir'], 'GET', name === undefined ? '/vassals' : `/vassals/${encodeURIComponent(name)}`);
+  const r = await callDaemon((values['run-dir'] ?? defaultRunDir()), 'GET', name === undefined ? '/vassals' : `/vassals/${encodeURIComponent(name)}`);
   if (r.status !== 200) return fail(r.status, r.body);
   const data = JSON.parse(r.body) as View | View[];
   io.stdout.write(values.json ? `${JSON.stringify(data, null, 2)}\n` : table(Array.isArray(data) ? data : [data]));
@@ -49,8 +57,8 @@ export const action = (verb: 'reload' | 'restart' | 'stop' | 'start') => async (
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: runDirOption });
   const name = positionals[0];
   if (name === undefined || positionals.length > 1) throw new EmperorError('EMPEROR_ERR_USAGE', `${verb}: expected one vassal name, got ${positionals.length}`, { hint: `emperor ${verb} alice` });
-  const r = await callDaemon(values['run-dir'], 'POST', `/vassals/${encodeURIComponent(name)}/${verb}`);
-  if (r.status !== 200) return fail(r.status, r.body);
+  const r = await callDaemon((values['run-dir'] ?? defaultRunDir()), 'POST', `/vassals/${encodeURIComponent(name)}/${verb}`);
+  if (r.status !== 200 && r.status !== 202) return fail(r.status, r.body);
   const v = JSON.parse(r.body) as View;
   io.stdout.write(`${v.name}: ${v.state}${v.lastError ? ` (${v.lastError})` : ''}\n`);
   return EXIT.ok;
@@ -63,11 +71,11 @@ export const logs = async (args: string[], io: Io): Promise<number> => {
   if (name === undefined) throw new EmperorError('EMPEROR_ERR_USAGE', 'logs: expected a vassal name, got none', { hint: 'emperor logs alice -f' });
   const path = `/vassals/${encodeURIComponent(name)}/logs${values.follow ? '?follow=1' : ''}`;
   if (!values.follow) {
-    const r = await callDaemon(values['run-dir'], 'GET', path);
+    const r = await callDaemon((values['run-dir'] ?? defaultRunDir()), 'GET', path);
     if (r.status !== 200) return fail(r.status, r.body);
     io.stdout.write(r.body);
     return EXIT.ok;
   }
-  await streamDaemon(values['run-dir'], path, (s) => io.stdout.write(s));
+  await streamDaemon((values['run-dir'] ?? defaultRunDir()), path, (s) => io.stdout.write(s));
   return EXIT.ok;
 };

@@ -1,0 +1,43 @@
+import t from 'tap';
+import { requireJails, startEmperor } from './fixtures/emperor.js';
+import { publicCheckout } from './fixtures/public-checkout.js';
+
+if (requireJails(t)) {
+  t.test('inside the jail the customer sees and reloads their own vassal with the same CLI, and nothing else', async (t) => {
+    const checkout = publicCheckout(t);
+    const e = await startEmperor(t);
+    e.write('own.ini', '[uwsgi]', 'uid = demo-alice', 'command = echo app started; sleep 300', `bind-ro = ${checkout}:/emperor`);
+    e.write('other.ini', '[uwsgi]', 'uid = demo-bob', 'command = sleep 300');
+    const first = await e.waitFor((x) => x.vassal === 'own' && x.event === 'spawned');
+    await e.waitFor((x) => x.vassal === 'other' && x.event === 'spawned');
+    const jail = e.emperor.vassals.get('own')?.jail;
+    const cli = async (...args: string[]) => {
+      const p = jail?.exec({ argv: ['/emperor/node_modules/.bin/emperor', ...args], env: { PATH: '/usr/bin:/bin' } });
+      let stdout = '';
+      let stderr = '';
+      p?.subprocess.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+      p?.subprocess.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exit = await p?.exited;
+      return { code: exit?.code, stdout, stderr };
+    };
+    const st = await cli('status', '--json');
+    t.equal(st.code, 0, st.stderr);
+    t.match(JSON.parse(st.stdout), [{ name: 'own', state: 'running' }]);
+    t.equal((JSON.parse(st.stdout) as unknown[]).length, 1, 'only their own vassal is listed');
+    const other = await cli('status', 'other');
+    t.equal(other.code, 1);
+    t.equal(other.stderr, 'emperor: no vassal named other\n', 'another customer\'s vassal does not exist from here');
+    const stop = await cli('stop', 'own');
+    t.equal(stop.code, 1);
+    t.match(stop.stderr, /only reload and restart are allowed from inside a vassal/);
+    const logs = await cli('logs', 'own');
+    t.equal(logs.stdout, 'app started\n', 'their app\'s log');
+    const n = e.events.length;
+    const reload = await cli('reload', 'own');
+    t.equal(reload.code, 0, reload.stderr);
+    const reloaded = await e.waitFor((x) => x.vassal === 'own' && x.event === 'reloaded', n);
+    t.not(reloaded.pid, first.pid, 'the app was reloaded');
+    const events = await cli('status', '--json', '--run-dir', '/run');
+    t.equal(events.code, 0);
+  });
+}
