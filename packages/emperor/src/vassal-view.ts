@@ -18,6 +18,7 @@ export const viewOf = (v: Vassal) => {
     bornAt: v.bornAt === undefined ? null : new Date(v.bornAt).toISOString(),
     usage: usage ?? null,
     file: v.spec?.file ?? null,
+    daemons: v.daemons.map((d) => ({ index: d.index, command: d.spec.command.at(-1), kind: d.spec.kind, pid: d.pid ?? null, restarts: d.restarts })),
   };
 };
 

@@ -37,7 +37,15 @@ if (requireJails(t)) {
     t.equal(reload.code, 0, reload.stderr);
     const reloaded = await e.waitFor((x) => x.vassal === 'own' && x.event === 'reloaded', n);
     t.not(reloaded.pid, first.pid, 'the app was reloaded');
-    const events = await cli('status', '--json', '--run-dir', '/run');
-    t.equal(events.code, 0);
+    const explicit = await cli('status', '--json', '--run-dir', '/run');
+    t.equal(explicit.code, 0);
+    // From the host, as bob: alice's customer socket refuses him at the kernel level (0600, owned by alice).
+    const { spawn } = await import('node:child_process');
+    const bob = spawn('setpriv', ['--reuid', 'demo-bob', '--regid', 'demo-bob', '--init-groups', '/usr/bin/python3', '-c', `import socket; socket.socket(socket.AF_UNIX).connect(${JSON.stringify(e.socketOf('own', 'control.sock'))})`], { env: { PATH: '/usr/bin:/bin' } });
+    let err = '';
+    bob.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise((r) => bob.on('close', r));
+    t.not(code, 0);
+    t.match(err, /PermissionError/, 'another customer cannot use it');
   });
 }

@@ -36,6 +36,25 @@ if (requireJails(t)) {
     t.equal(e.emperor.vassals.get('r')?.daemons[0]?.pid, steady, 'the other daemon was not touched');
     t.equal(e.emperor.vassals.get('r')?.pid, app.pid, 'the app was not touched');
     t.equal(e.emperor.vassals.get('r')?.state, 'running');
+    const { viewOf } = await import('../src/vassal-view.js');
+    const view = viewOf(e.emperor.vassals.get('r') as never);
+    t.match(view.daemons, [{ index: 0, kind: 'plain', restarts: 0 }, { index: 1, kind: 'plain' }], 'daemons and their restarts are in the status');
+    t.ok((view.daemons[1]?.restarts ?? 0) >= 1);
+  });
+
+  t.test('a vassal reload sends each daemon its reload signal', async (t) => {
+    const e = await startEmperor(t);
+    e.write('hup.ini', '[uwsgi]', 'uid = demo-alice', "attach-daemon2 = cmd=trap 'echo got-hup >> /run/hups' HUP; while :; do sleep 0.1; done,reloadsignal=HUP", 'command = sleep 300');
+    await e.waitFor((x) => x.vassal === 'hup' && x.event === 'spawned');
+    const v = e.emperor.vassals.get('hup');
+    const pid = v?.daemons[0]?.pid;
+    await v?.reload();
+    const p = v?.jail?.exec({ argv: ['/bin/sh', '-c', 'sleep 0.5; cat /run/hups'] });
+    let out = '';
+    p?.subprocess.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    await p?.exited;
+    t.equal(out, 'got-hup\n', 'the daemon got HUP');
+    t.equal(v?.daemons[0]?.pid, pid, 'and kept running (no restart)');
   });
 
   t.test('a smart daemon that double-forks is followed through its pidfile; when it dies it is started again', async (t) => {

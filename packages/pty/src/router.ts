@@ -32,7 +32,11 @@ export class PtyRouter {
   readonly #sessions = new Set<() => void>();
   readonly #onEvent: (e: RouterEvent) => void;
 
-  constructor(jail: Jail, path: string, onEvent: (e: RouterEvent) => void = () => {}) {
+  readonly #shell: string[] | undefined;
+
+  /** `shell` replaces the user's login shell (benchmarks run the same shell as their peer). */
+  constructor(jail: Jail, path: string, onEvent: (e: RouterEvent) => void = () => {}, shell?: string[]) {
+    this.#shell = shell;
     this.#jail = jail;
     this.path = path;
     this.#onEvent = onEvent;
@@ -93,12 +97,17 @@ export class PtyRouter {
       this.#onEvent({ event: 'session', mode: 'pty' });
       const shell = loginShell(spec.uid as number);
       const args = ['exec', ...this.#jail.enterArgs(), '--uid', String(spec.uid), '--gid', String(spec.gid), '--cwd', home,
-        ...Object.entries({ ...env, TERM: termOf ?? 'xterm', SHELL: shell }).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--pty', '--', shell, '-l'];
+        ...Object.entries({ ...env, TERM: termOf ?? 'xterm', SHELL: shell }).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--pty', '--', ...(this.#shell ?? [shell, '-l'])];
       pty = spawnPty(helperPath(), args, { cols, rows, name: 'xterm', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
       pty.onData((d) => send(OUT_STDOUT, Buffer.from(d, 'binary')));
-      pty.onExit(({ exitCode, signal }) => finish(signal ? null : exitCode, signal || null));
+      pty.onExit(({ exitCode, signal }) => {
+        pty = undefined; // no more writes to a closed pty (node-pty would report EBADF)
+        ptyGone = true;
+        finish(signal ? null : exitCode, signal || null);
+      });
     };
     let termOf: string | undefined;
+    let ptyGone = false;
     const startCommand = (command: string) => {
       started = 'command';
       this.#onEvent({ event: 'session', mode: 'command' });
@@ -124,6 +133,7 @@ export class PtyRouter {
         return startPty();
       }
       if (started === undefined) startPty();
+      if (ptyGone) return;
       if (f.kind === 'stdin') {
         if (pty) pty.write(f.data.toString('binary'));
         else cmd?.subprocess.stdin?.write(f.data);
