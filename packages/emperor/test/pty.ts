@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
 import { connect } from 'node:net';
 import t from 'tap';
 import { frame } from '@emperor/pty';
 import { requireJails, startEmperor } from './fixtures/emperor.js';
 import { publicCheckout } from './fixtures/public-checkout.js';
+import { run, SYSTEM_PATH } from './fixtures/run.js';
 
-/** The system's PATH, not the developer's (pyenv shims under /root are not reachable by customers). */
-const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 /** A raw urouter client: sends frames, collects raw output until the router closes or `ms` pass. */
 const session = (path: string, frames: Buffer[], ms = 3000, spacingMs = 300): Promise<string> =>
@@ -29,22 +27,6 @@ const session = (path: string, frames: Buffer[], ms = 3000, spacingMs = 300): Pr
     }, ms);
   });
 const type = (text: string) => frame(0, Buffer.from(text));
-
-/** Runs a program without blocking this process (the emperor under test runs in it). */
-const run = (cmd: string, args: string[], options: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ status: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    const c = spawn(cmd, args, { env: options.env ?? { PATH: SYSTEM_PATH }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => c.kill('SIGKILL'), 20_000);
-    c.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-    c.stdin.end(options.input ?? '');
-  });
 
 if (requireJails(t)) {
   t.test('each connection gets a login shell inside the jail: its tty exists there, ps shows only the jail, job control works', async (t) => {

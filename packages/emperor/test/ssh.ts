@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { requireJails, startEmperor } from './fixtures/emperor.js';
 import { publicCheckout } from './fixtures/public-checkout.js';
+import { run } from './fixtures/run.js';
 
-const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
@@ -16,21 +16,6 @@ const freePort = (): Promise<number> =>
       const { port } = s.address() as { port: number };
       s.close(() => resolve(port));
     });
-  });
-
-const run = (cmd: string, args: string[], input = ''): Promise<{ status: number | null; stdout: string; stderr: string }> =>
-  new Promise((resolve) => {
-    const c = spawn(cmd, args, { env: { PATH: SYSTEM_PATH, HOME: '/root' }, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => c.kill('SIGKILL'), 30_000);
-    c.on('close', (status) => {
-      clearTimeout(timer);
-      resolve({ status, stdout, stderr });
-    });
-    c.stdin.end(input);
   });
 
 /** A real OpenSSH server on a loopback port, with its own host key and config, stopped after the test. */
@@ -94,7 +79,7 @@ if (requireJails(t)) {
     const bob = await run('ssh', [...s.sshArgs('demo-bob'), 'hostname; ls /run; cat /proc/1/cmdline >/dev/null && echo has-init']);
     t.match(bob.stdout, /^bob-jail\n/, 'bob lands in his own jail');
 
-    const shell = await run('ssh', ['-tt', ...s.sshArgs('demo-alice')], 'echo INTERACTIVE-$((20+22)); tty; exit 5\n');
+    const shell = await run('ssh', ['-tt', ...s.sshArgs('demo-alice')], { input: 'echo INTERACTIVE-$((20+22)); tty; exit 5\n' });
     t.match(shell.stdout, /INTERACTIVE-42/);
     t.match(shell.stdout, /\/dev\/pts\/\d+/, 'a pty of the jail');
     t.equal(shell.status, 5, 'the shell\'s exit status');
