@@ -74,14 +74,21 @@ export class JailCgroups {
         if (h.version === 2) prepareV2(h, base);
         else mkdirSync(base, { recursive: true });
         const dir = join(base, name);
-        mkdirSync(dir);
+        try {
+          mkdirSync(dir);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+          // Left by an emperor that was killed: empty, so it goes (rmdir fails with EBUSY if a process is in it).
+          rmdirSync(dir);
+          mkdirSync(dir);
+        }
         made.push({ ...h, dir });
       }
     } catch (e) {
       for (const m of made) rmdirQuiet(m.dir);
       if (e instanceof EmperorError) throw e;
       throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `cgroup for ${name}: expected to create it under ${parent}, got ${(e as NodeJS.ErrnoException).code ?? String(e)}`, {
-        hint: (e as NodeJS.ErrnoException).code === 'EEXIST' ? 'a jail of that name is still running or was not cleaned up' : 'check that the cgroup file systems are writable by root',
+        hint: (e as NodeJS.ErrnoException).code === 'EBUSY' ? 'a jail of that name is still running (its cgroup has processes)' : 'check that the cgroup file systems are writable by root',
         cause: e,
       });
     }

@@ -192,3 +192,15 @@ if (requireJails(t)) {
     t.same([r.stdout, r.stderr], ['out\n', 'err\n']);
   });
 }
+
+if (process.getuid?.() === 0) {
+  t.test('the empty cgroups left by a killed emperor do not stop the jail from being built again', async (t) => {
+    const { JailCgroups } = await import('../src/index.js');
+    const stale = JailCgroups.create('fault-stale', CGROUP_PARENT);
+    // no remove(): as if the emperor had been SIGKILLed; the directories stay, empty
+    const jail = await makeJail(t, specOf('fault-stale'));
+    t.same(jail.cgroups.dirs, stale.dirs, 'the same directories, reused');
+    const r = await sh(jail, 'echo alive');
+    t.equal(r.stdout, 'alive\n');
+  });
+}
