@@ -48,6 +48,12 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     at('uid', `expected gid, since uid ${uid} has no passwd entry to take a group from, got none`, 'add gid = GROUP', 'EMPEROR_ERR_CONFIG_MISSING_KEY');
   }
 
+  if (ctx.options.tyrant) {
+    // In tyrant mode the customer writes the file; these are mounted or written by root: never theirs to set.
+    for (const k of ['bind', 'bind-ro', 'rootfs', 'cgroup-opt', 'unshare'] as const) {
+      if (v[k] !== undefined) at(k, `expected no ${k} in tyrant mode, got one`, 'the operator sets mounts, namespaces and raw cgroup files; customers cannot', 'EMPEROR_ERR_CONFIG_USER');
+    }
+  }
   if (v.socket === undefined) {
     for (const k of ['chown-socket', 'chmod-socket'] as const) if (v[k] !== undefined) at(k, 'expected a socket key with it, got none', 'add socket = app.sock or remove this key', 'EMPEROR_ERR_CONFIG_MISSING_KEY');
   }

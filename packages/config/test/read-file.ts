@@ -77,6 +77,13 @@ t.test('tyrant mode: uid/gid come from the owner; root-owned files and symlinks 
   if (r.ok) t.same([r.spec.uid, r.spec.gid], [33, 33]);
   writeFileSync(file, '[uwsgi]\ncommand = x\nuid = nobody\n');
   t.same(await problemsOf(file, { tyrant: true }), ['tyrant.ini:3: uid: expected the file owner\'s uid 33 (tyrant mode), got 65534 (in tyrant mode the file owner decides; remove uid)']);
+  writeFileSync(file, '[uwsgi]\ncommand = x\nbind-ro = /etc:/hostetc\nrootfs = /distros/x\ncgroup-opt = memory.high=1G\nunshare = fs,pid\n');
+  t.same(await problemsOf(file, { tyrant: true }), [
+    'tyrant.ini:3: bind-ro: expected no bind-ro in tyrant mode, got one (the operator sets mounts, namespaces and raw cgroup files; customers cannot)',
+    'tyrant.ini:4: rootfs: expected no rootfs in tyrant mode, got one (the operator sets mounts, namespaces and raw cgroup files; customers cannot)',
+    'tyrant.ini:5: cgroup-opt: expected no cgroup-opt in tyrant mode, got one (the operator sets mounts, namespaces and raw cgroup files; customers cannot)',
+    'tyrant.ini:6: unshare: expected no unshare in tyrant mode, got one (the operator sets mounts, namespaces and raw cgroup files; customers cannot)',
+  ], 'what root would mount or write for the customer is refused');
   symlinkSync(file, join(dir, 'link.ini'));
   t.same(await problemsOf(join(dir, 'link.ini'), { tyrant: true, noFollow: true }), ['link.ini: expected a regular file, got a symlink (tyrant mode refuses symlinks; copy the file instead)']);
 });
