@@ -80,7 +80,7 @@ export class AttachedDaemon {
       const ok = await this.#waitPidfile();
       this.#emit('daemon-spawned', { smart: true, running: ok });
       if (!ok) return this.#died({ code: null, signal: null });
-      this.#timer = setTimeout(() => void this.#checkSmart(), this.spec.freqSeconds * 1000);
+      this.#timer = setTimeout(() => this.#guard(this.#checkSmart()), this.spec.freqSeconds * 1000);
       return;
     }
     this.#emit('daemon-spawned', { pid: this.#pid });
@@ -94,6 +94,7 @@ export class AttachedDaemon {
 
   /** Runs `sh -c SCRIPT` in the jail as the vassal user; resolves with its exit code. */
   async #inJail(script: string): Promise<number | null> {
+    if (!this.#ctx.jail.running) return null;
     return (await this.#exec(['/bin/sh', '-c', script], false).exited).code;
   }
 
@@ -114,8 +115,10 @@ export class AttachedDaemon {
   async #checkSmart(): Promise<void> {
     this.#timer = undefined;
     if (this.#stopping) return;
-    if ((await this.#inJail(this.#pidfileScript('kill -0'))) === 0) {
-      this.#timer = setTimeout(() => void this.#checkSmart(), this.spec.freqSeconds * 1000);
+    const alive = (await this.#inJail(this.#pidfileScript('kill -0'))) === 0;
+    if (this.#stopping) return; // stopped while we were checking: nothing more to schedule
+    if (alive) {
+      this.#timer = setTimeout(() => this.#guard(this.#checkSmart()), this.spec.freqSeconds * 1000);
       return;
     }
     this.#died({ code: null, signal: null });
@@ -134,8 +137,15 @@ export class AttachedDaemon {
     if (delay > 0) this.#emit('daemon-backoff', { delayMs: delay });
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      if (!this.#stopping) void this.start();
+      if (!this.#stopping) this.#guard(this.start());
     }, delay);
+  }
+
+  /** Work started from a timer: a failure (the jail went away meanwhile) is reported, never thrown. */
+  #guard(work: Promise<void>): void {
+    work.catch((e: unknown) => {
+      if (!this.#stopping) this.#emit('daemon-exited', { error: e instanceof Error ? e.message : String(e) });
+    });
   }
 
   /** Its reload signal if it has one (notifypid for smart daemons), else a stop and a start. */

@@ -25,6 +25,9 @@ export const runDaemon = async (argv: string[]): Promise<number> => {
     process.stdout.isTTY ? transport({ target: 'pino-pretty', options: { colorize: true } }) : undefined,
   );
   const emperor = new Emperor({ ...settings, log });
+  // A supervisor must not die of one vassal's bad luck: a promise rejection nobody handled is a bug to log,
+  // not a reason to drop every other vassal.
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (a bug in Emperor, please report)'));
   let stopping: Promise<void> | undefined;
   const done = new Promise<number>((resolve) => {
     const stop = (signal: string) => {

@@ -190,7 +190,15 @@ export class Vassal {
       return;
     }
     const log = new LogFile(join(this.#ctx.logDir, this.name, 'cron.log'), spec.gid as number);
-    const proc = jail.exec({ argv: job.command, env: spec.env, cwd: spec.chdir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let proc: JailProcess;
+    try {
+      proc = jail.exec({ argv: job.command, env: spec.env, cwd: spec.chdir, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      // The jail stopped between the tick and now: this minute's run is lost, and said so.
+      log.close();
+      this.#emit('cron', { command: job.command.at(-1), minute: minute.toISOString(), skipped: isEmperorError(e) ? e.describe() : String(e) });
+      return;
+    }
     proc.subprocess.stdout?.on('data', (d: Buffer) => log.write(d));
     proc.subprocess.stderr?.on('data', (d: Buffer) => log.write(d));
     this.#cronRunning.set(key, proc);

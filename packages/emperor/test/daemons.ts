@@ -87,3 +87,21 @@ if (requireJails(t)) {
     t.equal(out, 'demo-alice\ncronbox\n', 'ran as the vassal user, inside the jail');
   });
 }
+
+if (process.getuid?.() === 0) {
+  t.test('stopping a vassal while daemon checks and restarts are pending leaves the emperor running', async (t) => {
+    const e = await startEmperor(t);
+    e.write('keep.ini', '[uwsgi]', 'uid = demo-bob', 'socket = app.sock', nodeApp('kept'));
+    e.write('busy.ini', '[uwsgi]', 'uid = demo-alice',
+      'smart-attach-daemon = /run/bg.pid,1 sh -c \'sleep 300 & echo $! > /run/bg.pid\'',
+      'attach-daemon = sleep 0.05; exit 1',
+      'cron = * * * * * true');
+    await e.waitFor((x) => x.vassal === 'busy' && x.event === 'daemon-backoff');
+    e.remove('busy.ini');
+    await e.waitFor((x) => x.vassal === 'busy' && x.event === 'removed');
+    // Past every timer the stopped daemons had (smart check every 1 s, backoff delays): nothing may fire.
+    await new Promise((r) => setTimeout(r, 2500));
+    t.notOk(e.events.some((x) => x.vassal === 'busy' && x.event === 'daemon-spawned' && e.events.indexOf(x) > e.events.findIndex((y) => y.vassal === 'busy' && y.event === 'removed')), 'no daemon came back after the stop');
+    t.match(await get(e.socketOf('keep')), /^kept:/, 'the emperor and the other vassal are fine');
+  });
+}

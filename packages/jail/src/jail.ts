@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { VassalSpec } from '@emperor/config';
-import { EmperorError } from '@emperor/errors';
+import { EmperorError, isEmperorError } from '@emperor/errors';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Hierarchy } from './cgroup-detect.js';
 import { JailCgroups, type CgroupUsage } from './cgroups.js';
@@ -45,6 +45,7 @@ export class Jail {
   readonly #shim: ChildProcess;
   readonly #stderr: () => string;
   #stopped = false;
+  #cgroupError: string | undefined;
 
   private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ChildProcess, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>, stderr: () => string) {
     this.#stderr = stderr;
@@ -57,7 +58,12 @@ export class Jail {
     this.initPid = ready.init;
     this.exited = exited.then(async (e) => {
       this.#stopped = true;
-      await this.cgroups.drainAndRemove();
+      try {
+        await this.cgroups.drainAndRemove();
+      } catch (err) {
+        // Never a rejection nobody waits for: the error stays readable in diagnostics().
+        this.#cgroupError = isEmperorError(err) ? err.describe() : String(err);
+      }
       return e;
     });
   }
@@ -107,7 +113,7 @@ export class Jail {
 
   /** The last lines the shim wrote to stderr (for the emperor's log; empty when all is well). */
   diagnostics(): string {
-    return this.#stderr();
+    return [this.#stderr(), this.#cgroupError ?? ''].filter((x) => x !== '').join(' | ');
   }
 
   /** True until the jail has stopped. */
