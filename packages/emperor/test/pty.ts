@@ -48,6 +48,15 @@ if (requireJails(t)) {
     t.match(out, /\[1\]\+\s+Running\s+sleep 100 &[\s\S]*JOBS-OK/);
   });
 
+  t.test('UTF-8 passes through the pty unchanged, both ways', async (t) => {
+    const e = await startEmperor(t);
+    e.write('utf.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300', 'env = LANG=C.UTF-8');
+    await e.waitFor((x) => x.vassal === 'utf' && x.event === 'spawned');
+    const out = await session(e.socketOf('utf', 'pty.sock'), [type('printf "%s" "héllo ✓ 日本" | od -An -tx1 | tr -d " \\n"; echo; exit\r')]);
+    t.match(out, /68c3a96c6c6f20e29c9320e697a5e69cac/, 'the bytes typed reach the shell as UTF-8');
+    t.match(out, /héllo ✓ 日本/, 'and the echo comes back as UTF-8');
+  });
+
   t.test('uwsgi --pty-uconnect (the real uWSGI client) works against the router', async (t) => {
     const e = await startEmperor(t);
     e.write('uw.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');

@@ -98,8 +98,9 @@ export class PtyRouter {
       const shell = loginShell(spec.uid as number);
       const args = ['exec', ...this.#jail.enterArgs(), '--uid', String(spec.uid), '--gid', String(spec.gid), '--cwd', home,
         ...Object.entries({ ...env, TERM: termOf ?? 'xterm', SHELL: shell }).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--pty', '--', ...(this.#shell ?? [shell, '-l'])];
-      pty = spawnPty(helperPath(), args, { cols, rows, name: 'xterm', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
-      pty.onData((d) => send(OUT_STDOUT, Buffer.from(d, 'binary')));
+      // encoding: null: bytes both ways, so UTF-8 (and anything else) passes through untouched.
+      pty = spawnPty(helperPath(), args, { cols, rows, name: 'xterm', encoding: null, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      pty.onData((d: string | Buffer) => send(OUT_STDOUT, typeof d === 'string' ? Buffer.from(d, 'utf8') : d));
       pty.onExit(({ exitCode, signal }) => {
         pty = undefined; // no more writes to a closed pty (node-pty would report EBADF)
         ptyGone = true;
@@ -135,7 +136,7 @@ export class PtyRouter {
       if (started === undefined) startPty();
       if (ptyGone) return;
       if (f.kind === 'stdin') {
-        if (pty) pty.write(f.data.toString('binary'));
+        if (pty) pty.write(f.data);
         else cmd?.subprocess.stdin?.write(f.data);
       } else if (f.kind === 'eof') {
         if (cmd) cmd.subprocess.stdin?.end();
