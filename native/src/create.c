@@ -85,12 +85,8 @@ static void wait_cgroups_empty(const struct create_spec *spec)
 void cmd_create(const struct create_spec *spec)
 {
 	set_step("start");
-	pid_t parent = getppid();
 	/* The shim dies with the emperor; init dies with the shim; the kernel then empties the pid namespace. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-		die_errno("set the parent-death signal");
-	if (getppid() != parent)
-		die("the parent died before the jail was built");
+	die_with_parent("the jail was built");
 
 	int listen_fd = -1;
 	if (spec->listen_path)

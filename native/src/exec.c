@@ -169,11 +169,7 @@ static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, i
 void cmd_exec(const struct exec_spec *spec)
 {
 	set_step("start");
-	pid_t parent = getppid();
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
-		die_errno("set the parent-death signal");
-	if (getppid() != parent)
-		die("the parent died before the command started");
+	die_with_parent("the command started");
 	/* CVE-2016-9962: not dumpable before anything of the jail is touched, so the jail cannot ptrace us. */
 	if (prctl(PR_SET_DUMPABLE, 0) < 0)
 		die_errno("set not dumpable");

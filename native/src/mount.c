@@ -134,17 +134,23 @@ static void mount_fs(const char *dest, const char *type, unsigned long flags, co
 	close(dir);
 }
 
+/* Opens PROC/NAME beneath the new root, or returns -1 when this kernel has no such entry (harmless). */
+static int open_proc_entry(const char *proc, const char *name, char path[512])
+{
+	snprintf(path, 512, "%s/%s", proc, name);
+	int fd = open_dest(path, O_PATH | O_NOFOLLOW);
+	if (fd < 0 && errno != ENOENT)
+		die_errno("open %s", path);
+	return fd;
+}
+
 /* Covers a /proc file with the host's /dev/null, after checking it really is char 1:3 (runc verifyDevNull). */
 static void mask_proc_file(const char *proc, const char *file)
 {
 	char path[512];
-	snprintf(path, sizeof path, "%s/%s", proc, file);
-	int dst = open_dest(path, O_PATH | O_NOFOLLOW);
-	if (dst < 0) {
-		if (errno == ENOENT) /* harmless: this kernel has no such file */
-			return;
-		die_errno("open %s", path);
-	}
+	int dst = open_proc_entry(proc, file, path);
+	if (dst < 0)
+		return;
 	int null = openat2_fd(oldroot_fd, "/dev/null", O_PATH, RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS);
 	struct stat st;
 	if (null < 0 || fstat(null, &st) < 0)
@@ -161,13 +167,9 @@ static void mask_proc_file(const char *proc, const char *file)
 static void ro_proc_dir(const char *proc, const char *sub)
 {
 	char path[512];
-	snprintf(path, sizeof path, "%s/%s", proc, sub);
-	int dst = open_dest(path, O_PATH | O_NOFOLLOW);
-	if (dst < 0) {
-		if (errno == ENOENT) /* harmless: not on this kernel */
-			return;
-		die_errno("open %s", path);
-	}
+	int dst = open_proc_entry(proc, sub, path);
+	if (dst < 0)
+		return;
 	char b[64];
 	if (mount(fd_path(dst, b), fd_path(dst, b), NULL, MS_BIND | MS_REC, NULL) < 0)
 		die_errno("bind %s on itself", path);

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +54,15 @@ void die_with(int err, int code, const char *fmt, ...)
 	va_list ap;
 	va_start(ap, fmt);
 	vdie(err, code, fmt, ap);
+}
+
+void die_with_parent(const char *what)
+{
+	pid_t parent = getppid();
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+		die_errno("set the parent-death signal");
+	if (getppid() != parent)
+		die("the parent died before %s", what);
 }
 
 void *xcalloc(size_t n, size_t size)

@@ -26,6 +26,9 @@ NORETURN PRINTF(1, 2) void die(const char *fmt, ...);
 /* The same, with an explicit errno and exit code. */
 NORETURN PRINTF(3, 4) void die_with(int err, int code, const char *fmt, ...);
 
+/* PR_SET_PDEATHSIG=SIGKILL, then dies if the parent is already gone (the race prctl alone leaves open). */
+void die_with_parent(const char *what);
+
 void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
 /* Parses a decimal number in [min, max] or dies naming what. */

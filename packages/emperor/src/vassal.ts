@@ -247,19 +247,28 @@ export class Vassal {
     });
   }
 
+  /**
+   * Builds the jail and starts everything in it. Whatever fails on the way (run dir, jail, pty socket,
+   * daemons) is reported, what was built is torn down, and the respawn policy decides what comes next.
+   */
   async #spawn(spec: VassalSpec, event: EventName = 'spawned'): Promise<void> {
     this.spec = spec;
     this.#set('spawning');
-    const gid = spec.gid as number;
-    this.#runDir = makeRunDir(this.#ctx.runDir, this.name, gid);
-    const socket = spec.socket === undefined ? undefined : { path: join(this.#runDir, spec.socket.path), ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
     try {
-      this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket });
+      await this.#build(spec, event);
     } catch (e) {
       this.lastError = isEmperorError(e) ? e.describe() : String(e);
       this.#emit('error', { error: this.lastError });
+      await this.#teardown();
       return this.#failed();
     }
+  }
+
+  async #build(spec: VassalSpec, event: EventName): Promise<void> {
+    const gid = spec.gid as number;
+    this.#runDir = makeRunDir(this.#ctx.runDir, this.name, gid);
+    const socket = spec.socket === undefined ? undefined : { path: join(this.#runDir, spec.socket.path), ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
+    this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket });
     const jail = this.jail;
     void jail.exited.then(() => {
       // The jail died under us (its shim or init was killed): treat it like an app failure.

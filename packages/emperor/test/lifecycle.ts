@@ -138,3 +138,15 @@ if (requireJails(t)) {
     t.same([...e.emperor.vassals.keys()], ['real']);
   });
 }
+
+if (process.getuid?.() === 0) {
+  t.test('a jail that cannot be built is reported, cleaned up, retried with backoff, then cursed', async (t) => {
+    const e = await startEmperor(t);
+    e.write('nobind.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300', 'bind = /nonexistent/data:/data');
+    const err = await e.waitFor((x) => x.vassal === 'nobind' && x.event === 'error');
+    t.match(err.error, /jail nobind: bind: bind source \/nonexistent\/data: No such file|bind source \/nonexistent\/data/);
+    await e.waitFor((x) => x.vassal === 'nobind' && x.event === 'cursed');
+    t.notOk(existsSync(`${e.root}/run/vassals/nobind`), 'its run dir is gone');
+    t.equal(e.emperor.vassals.get('nobind')?.jail, undefined, 'no jail is left running');
+  });
+}
