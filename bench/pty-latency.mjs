@@ -27,7 +27,7 @@ chownSync(runDir, 0, r.spec.gid);
 const parent = `emperor-bench-pty-${process.pid}`;
 const jail = await Jail.create(r.spec, { runDir, cgroupParent: parent });
 const oursSock = join(runDir, 'pty.sock');
-const router = new PtyRouter(jail, oursSock, () => {}, SHELL);
+const router = new PtyRouter(jail, oursSock, () => {}, { shell: SHELL });
 await router.listen();
 
 // uWSGI: forkptyrouter running the same shell

@@ -12,6 +12,7 @@
 #include "status.h"
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,19 @@ static int rlimit_resource(const char *name)
 	die("--rlimit: unknown resource %s", name);
 }
 
+/* A number, or "unlimited" (RLIM_INFINITY). */
+static unsigned long long rlimit_value(const char *text, const char *arg)
+{
+	if (!strcmp(text, "unlimited"))
+		return RLIM_INFINITY;
+	char *end;
+	errno = 0;
+	unsigned long long n = strtoull(text, &end, 10);
+	if (errno || end == text || *end || text[0] == '-')
+		die("--rlimit: expected a number or unlimited, got %s", arg);
+	return n;
+}
+
 static void parse_exec(int argc, char **argv, struct exec_spec *s)
 {
 	s->ns_flags = parse_ns_list("fs,ipc,uts,net,pid");
@@ -168,11 +182,13 @@ static void parse_exec(int argc, char **argv, struct exec_spec *s)
 			const char *v = need(argc, argv, &i, 1);
 			if (s->n_rlimits >= MAX_RLIMITS)
 				die("too many --rlimit");
-			char name[32];
-			unsigned long long soft, hard;
-			if (sscanf(v, "%31[a-z]=%llu:%llu", name, &soft, &hard) != 3 || soft > hard)
+			char name[32], soft[24], hard[24];
+			if (sscanf(v, "%31[a-z]=%23[a-z0-9]:%23[a-z0-9]", name, soft, hard) != 3)
 				die("--rlimit: expected NAME=SOFT:HARD, got %s", v);
-			s->rlimits[s->n_rlimits++] = (struct rlimit_op){ rlimit_resource(name), soft, hard };
+			struct rlimit_op op = { rlimit_resource(name), rlimit_value(soft, v), rlimit_value(hard, v) };
+			if (op.soft > op.hard)
+				die("--rlimit: expected SOFT <= HARD, got %s", v);
+			s->rlimits[s->n_rlimits++] = op;
 			i += 1;
 		} else {
 			die("exec: unknown option %s", a);

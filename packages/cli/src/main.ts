@@ -1,3 +1,4 @@
+import { ConfigError, formatProblem } from '@emperor/config';
 import { statSync } from 'node:fs';
 import { isEmperorError } from '@emperor/errors';
 import { check } from './commands/check.js';
@@ -44,6 +45,10 @@ export const main = async (argv: string[], io: Io): Promise<number> => {
     }
     return await command(rest, io);
   } catch (e) {
+    if (e instanceof ConfigError) {
+      for (const p of e.problems) io.stderr.write(`emperor: ${formatProblem(p)}\n`);
+      return EXIT.usage;
+    }
     if (isEmperorError(e)) {
       io.stderr.write(`emperor: ${e.describe()}\n`);
       return e.code === 'EMPEROR_ERR_USAGE' ? EXIT.usage : EXIT.problems;

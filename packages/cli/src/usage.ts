@@ -14,9 +14,11 @@ Commands:
   pty [--vassal NAME]                 sshd ForceCommand: a shell in your own vassal's jail, or
                                       $SSH_ORIGINAL_COMMAND (scp, rsync, git) run there
                                       (status, reload... and logs take --run-dir too)
-  check [--json] [--tyrant] FILE...   validate vassal files; exit 0 if all are good, 1 otherwise.
+  check [--json] [--tyrant] [--config emperor.ini] FILE...
+                                      validate vassal files; exit 0 if all are good, 1 otherwise.
                                       --json prints each normalized spec (or its problems) as JSON.
-                                      --tyrant takes uid/gid from each file's owner, as the daemon would.
+                                      --tyrant takes uid/gid from each file's owner, as the daemon would;
+                                      --config applies the operator's defaults and ceilings.
 
 Options:
   -h, --help       show this help

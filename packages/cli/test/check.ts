@@ -25,7 +25,7 @@ t.test('--help and --version', async (t) => {
   const h = emperor('--help');
   t.equal(h.code, 0);
   t.match(h.stdout, /Usage: emperor <command>/);
-  t.match(h.stdout, /check \[--json\] \[--tyrant\] FILE\.\.\./);
+  t.match(h.stdout, /check \[--json\] \[--tyrant\] \[--config emperor\.ini\] FILE\.\.\./);
   const v = emperor('--version');
   t.equal(v.code, 0);
   t.match(v.stdout, /^emperor \d+\.\d+\.\d+\n$/);

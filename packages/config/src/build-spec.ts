@@ -1,3 +1,4 @@
+import { BOUNDED_KEYS, builtinLimits, effectiveRlimits, overCeiling, rlimitOverCeiling, type Bound, type BoundedKey } from './operator-limits.js';
 import type { ParseOptions, CheckResult } from './parse.js';
 import type { ConfigProblem } from './problem.js';
 import type { VassalFormat } from './read-file.js';
@@ -63,7 +64,26 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
   if (v.command === undefined && daemons.length === 0 && cron.length === 0) {
     problems.push({ code: 'EMPEROR_ERR_CONFIG_MISSING_KEY', file: ctx.file, key: 'command', message: 'expected something to run (command, an attach-daemon or a cron job), got none', hint: 'add command = ...' });
   }
-  if (problems.length > 0) return { ok: false, problems };
+  // The operator's ceilings: a file may ask for less, never more (docs/security.md).
+  const limits = ctx.options.limits ?? builtinLimits();
+  const bounded = (key: BoundedKey): number => {
+    const own = v[key];
+    if (own === undefined) return (limits[BOUNDED_KEYS[key].limit] as Bound).default;
+    const over = overCeiling(key, own, limits);
+    if (over !== undefined) at(key, over.message, over.hint, 'EMPEROR_ERR_CONFIG_LIMIT');
+    return own;
+  };
+  const memoryLimitBytes = bounded('memory-limit');
+  const cpuLimitPercent = bounded('cpu-limit');
+  const pidsLimit = bounded('pids-limit');
+  const tmpSizeBytes = bounded('tmp-size');
+  const runDirSizeBytes = bounded('run-dir-size');
+  const ptySessions = bounded('pty-sessions');
+  (v.rlimit ?? []).forEach((r, i) => {
+    const over = rlimitOverCeiling(r.name, r.value[1], limits);
+    if (over !== undefined) problems.push({ code: 'EMPEROR_ERR_CONFIG_LIMIT', file: ctx.file, line: ctx.lines.get('rlimit')?.[i], key: 'rlimit', message: over.message, hint: over.hint });
+  });
+  if (problems.length > 0) return { ok: false, problems: problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)) };
 
   const order = (key: string, i: number): number => ctx.lines.get(key)?.[i] ?? 0;
   const withOrder = <T extends { source: string }>(items: T[]): T[] => {
@@ -90,6 +110,7 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     home,
     socket: v.socket === undefined ? undefined : { path: v.socket, owner: v['chown-socket'], mode: v['chmod-socket'] ?? DEFAULTS.mode },
     ready: v.ready ?? DEFAULTS.ready,
+    readyTimeoutMs: v['ready-timeout'] ?? DEFAULTS.readyTimeoutMs,
     stopSignal: v['stop-signal'] ?? DEFAULTS.stopSignal,
     reloadSignal: v['reload-signal'] ?? DEFAULTS.reloadSignal,
     stopTimeoutMs: v['stop-timeout'] ?? DEFAULTS.stopTimeoutMs,
@@ -97,17 +118,20 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     hostname: v.hostname ?? defaultHostname(ctx.name),
     unshare: v.unshare ?? [...DEFAULTS.unshare],
     binds: [...(v.bind ?? []), ...(v['bind-ro'] ?? [])],
-    tmpSizeBytes: v['tmp-size'] ?? DEFAULTS.tmpSizeBytes,
-    memoryLimitBytes: v['memory-limit'],
-    cpuLimitPercent: v['cpu-limit'],
+    tmpSizeBytes,
+    runDirSizeBytes,
+    memoryLimitBytes,
+    cpuLimitPercent,
     cpuWeight: v['cpu-weight'],
-    pidsLimit: v['pids-limit'],
+    pidsLimit,
+    rlimits: effectiveRlimits(v.rlimit ?? [], limits),
     cgroupOpts: v['cgroup-opt'] ?? [],
     daemons: withOrder(daemons),
     cron: withOrder(cron),
     cronTimeoutMs: v['cron-harakiri'],
     touchReload: v['touch-reload'] ?? [],
     pty: v.pty ?? DEFAULTS.pty,
+    ptySessions,
     subscriptions: [...(v['subscribe-to'] ?? []), ...(v.subscribe2 ?? [])],
   };
   return { ok: true, spec };

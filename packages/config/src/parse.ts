@@ -5,6 +5,7 @@ import { ConfigError, type ConfigProblem } from './problem.js';
 import { readVassalText, vassalNameOf, type ReadOptions, type VassalFormat } from './read-file.js';
 import { isMultiKey, KEYS, vassalSchema, type VassalInput, type VassalKey } from './schema.js';
 import { buildSpec } from './build-spec.js';
+import type { OperatorLimits } from './operator-limits.js';
 import type { VassalSpec } from './spec.js';
 import { didYouMean } from './suggest.js';
 
@@ -14,6 +15,8 @@ export interface ParseOptions extends ReadOptions {
   tyrant?: boolean;
   /** The file's owner (tyrant mode). */
   owner?: { uid: number; gid: number };
+  /** The operator's defaults and ceilings (emperor.ini); the built-in ones when absent. */
+  limits?: OperatorLimits;
 }
 
 /** The outcome of checking one file: a spec, or every problem found. */

@@ -8,6 +8,7 @@ import { Invalid, scalarText, show } from './values/invalid.js';
 import { parseMode } from './values/mode.js';
 import { parseAbsolutePath, parseBind, parseRunDirPath } from './values/paths.js';
 import { parseSignal } from './values/signal.js';
+import { parseRlimit } from './values/rlimit.js';
 import { parseSize } from './values/size.js';
 import { parseSubscribe2, parseSubscribeTo } from './values/subscription.js';
 import { parseGroup, parseOwner, parseUser } from './values/users.js';
@@ -97,6 +98,7 @@ export const KEYS = {
   'chown-socket': { multi: false, schema: field(parseOwner) },
   'chmod-socket': { multi: false, schema: field(parseMode) },
   ready: { multi: false, schema: field((r) => parseEnum(r, ['none', 'notify'] as const)) },
+  'ready-timeout': { multi: false, schema: field((r) => parseDuration(r, 3_600_000)) },
   'stop-signal': { multi: false, schema: field(parseSignal) },
   'reload-signal': { multi: false, schema: field(parseSignal) },
   'stop-timeout': { multi: false, schema: field((r) => parseDuration(r, 3_600_000)) },
@@ -118,6 +120,8 @@ export const KEYS = {
   'cpu-weight': { multi: false, schema: field((r) => parseInteger(r, 1, 10_000, 'a weight')) },
   'pids-limit': { multi: false, schema: field((r) => parseInteger(r, 1, 4_194_304, 'a number of processes')) },
   'cgroup-opt': { multi: true, schema: field(parseCgroupOpt) },
+  'run-dir-size': { multi: false, schema: field((r) => parseSize(r, 1024 * 1024, 64 * GiB)) },
+  rlimit: { multi: true, schema: field(parseRlimit) },
   'attach-daemon': { multi: true, schema: field(parseAttachDaemon) },
   'attach-daemon2': { multi: true, schema: field(parseAttachDaemon2) },
   'smart-attach-daemon': { multi: true, schema: field(parseSmartAttachDaemon) },
@@ -127,6 +131,7 @@ export const KEYS = {
   'cron-harakiri': { multi: false, schema: field((r) => parseDuration(r, 86_400_000)) },
   'touch-reload': { multi: true, schema: field((r) => parseAbsolutePath(r, 'an absolute path inside the jail')) },
   pty: { multi: false, schema: field(parseBool) },
+  'pty-sessions': { multi: false, schema: field((r) => parseInteger(r, 0, 1000, 'a number of sessions')) },
   'subscribe-to': { multi: true, schema: field(parseSubscribeTo) },
   subscribe2: { multi: true, schema: field(parseSubscribe2) },
 } as const;

@@ -1,5 +1,6 @@
 import type { CronSpec } from './values/cron.js';
 import type { DaemonSpec } from './values/daemon.js';
+import type { RlimitName, RlimitPair } from './values/rlimit.js';
 import type { BindSpec } from './values/paths.js';
 import type { SubscriptionSpec } from './values/subscription.js';
 import type { VassalFormat } from './read-file.js';
@@ -32,6 +33,8 @@ export interface VassalSpec {
   home: string | undefined;
   socket: SocketSpec | undefined;
   ready: 'none' | 'notify';
+  /** How long the app (and a smart daemon's first process) may take to be ready before it counts as failed. */
+  readyTimeoutMs: number;
   stopSignal: string | number;
   reloadSignal: string | number;
   stopTimeoutMs: number;
@@ -41,10 +44,14 @@ export interface VassalSpec {
   unshare: Namespace[];
   binds: BindSpec[];
   tmpSizeBytes: number;
-  memoryLimitBytes: number | undefined;
-  cpuLimitPercent: number | undefined;
+  /** Size of the tmpfs that is the vassal's run dir (its /run). */
+  runDirSizeBytes: number;
+  memoryLimitBytes: number;
+  cpuLimitPercent: number;
   cpuWeight: number | undefined;
-  pidsLimit: number | undefined;
+  pidsLimit: number;
+  /** Every rlimit the helper sets before exec; Infinity is unlimited. */
+  rlimits: Record<RlimitName, RlimitPair>;
   cgroupOpts: Array<{ file: string; value: string }>;
   /** attach-daemon, attach-daemon2 and smart-attach-daemon, in the order written. */
   daemons: DaemonSpec[];
@@ -53,6 +60,8 @@ export interface VassalSpec {
   cronTimeoutMs: number | undefined;
   touchReload: string[];
   pty: boolean;
+  /** Concurrent pty router sessions (SSH logins) at most. */
+  ptySessions: number;
   subscriptions: SubscriptionSpec[];
 }
 
@@ -60,12 +69,12 @@ export interface VassalSpec {
 export const DEFAULTS = {
   mode: 0o660,
   ready: 'none',
+  readyTimeoutMs: 60_000,
   stopSignal: 'SIGTERM',
   reloadSignal: 'SIGHUP',
   stopTimeoutMs: 10_000,
   rootfs: 'host',
   unshare: ['fs', 'ipc', 'uts', 'net', 'pid'],
-  tmpSizeBytes: 64 * 1024 * 1024,
   pty: true,
 } as const;
 

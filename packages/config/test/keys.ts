@@ -22,7 +22,11 @@ const rows: Row[] = [
   { key: 'bind', pick: (s) => s.binds, good: [['/srv/data:/data', [{ host: '/srv/data', jail: '/data', readOnly: false }]], ['/srv/x', [{ host: '/srv/x', jail: '/srv/x', readOnly: false }]]], bad: [['/:/host', /host path \/ .*would expose the host/], ['/proc/1:/p', /host path \/proc\/1/], ['/srv:/proc', /jail path \/proc/], ['/srv:/', /jail path \//], ['srv:/x', /an absolute host path/], ['/a:/b:/c', /HOST_PATH:JAIL_PATH/]] },
   { key: 'bind-ro', pick: (s) => s.binds, good: [['/usr/share/doc:/docs', [{ host: '/usr/share/doc', jail: '/docs', readOnly: true }]]], bad: [['/sys:/sys', /would expose the host/], ['/x:/run', /jail path \/run/]] },
   { key: 'tmp-size', pick: (s) => s.tmpSizeBytes, good: [['32M', 32 * 1024 ** 2], ['1g', 1024 ** 3], ['2097152', 2097152], ['512MiB', 512 * 1024 ** 2]], bad: [['10', /from 1M to 64G/], ['lots', /a size like 64M/], ['65G', /from 1M to 64G/]] },
-  { key: 'memory-limit', pick: (s) => s.memoryLimitBytes, good: [['128M', 128 * 1024 ** 2]], bad: [['1M', /from 4M to 1T/], ['-5M', /a size/]] },
+  { key: 'run-dir-size', pick: (s) => s.runDirSizeBytes, good: [['8M', 8 * 1024 ** 2], ['256M', 256 * 1024 ** 2]], bad: [['10', /from 1M to 64G/], ['1G', /at most 256M \(max-run-dir-size, set in the built-in default\), got 1G/]] },
+  { key: 'ready-timeout', pick: (s) => s.readyTimeoutMs, good: [['90s', 90_000], ['5', 5000]], bad: [['soon', /a duration/], ['2h', /at most|to 3600s/]] },
+  { key: 'pty-sessions', pick: (s) => s.ptySessions, good: [['0', 0], ['16', 16]], bad: [['many', /a number of sessions/], ['33', /at most 32 \(max-pty-sessions/]] },
+  { key: 'rlimit', pick: (s) => [s.rlimits.nofile, s.rlimits.core, s.rlimits.memlock], good: [['nofile=2048:8192', [[2048, 8192], [0, 0], [8 * 1024 ** 2, 8 * 1024 ** 2]]], ['core=64M', [[1024, 4096], [64 * 1024 ** 2, 64 * 1024 ** 2], [8 * 1024 ** 2, 8 * 1024 ** 2]]]], bad: [['nofile=100000', /expected nofile at most 65536 \(max-rlimit nofile, set in the built-in default\), got 100000/], ['nofile=10:5', /soft limit cannot be above the hard limit/], ['files=10', /NAME=SOFT\[:HARD\]/], ['nproc=many', /NAME=SOFT/]] },
+  { key: 'memory-limit', pick: (s) => s.memoryLimitBytes, good: [['128M', 128 * 1024 ** 2], ['8G', 8 * 1024 ** 3]], bad: [['1M', /from 4M to 1T/], ['-5M', /a size/], ['9G', /expected at most 8G \(max-memory-limit, set in the built-in default\), got 9G ask for 8G or less, or have the operator raise max-memory-limit in emperor.ini/]] },
   { key: 'cpu-limit', pick: (s) => s.cpuLimitPercent, good: [['50%', 50], ['200%', 200], ['25', 25]], bad: [['0%', /percent of one CPU/], ['half', /percent of one CPU/], ['0.5', /percent of one CPU/]] },
   { key: 'cpu-weight', pick: (s) => s.cpuWeight, good: [['100', 100], ['10000', 10000]], bad: [['0', /from 1 to 10000/], ['10001', /from 1 to 10000/]] },
   { key: 'pids-limit', pick: (s) => s.pidsLimit, good: [['64', 64]], bad: [['0', /from 1 to/], ['many', /a number of processes/]] },
@@ -93,7 +97,8 @@ for (const row of rows) {
       const problems = await bad('k.ini', ini(...(needCommand ? ['command = x'] : []), ...(row.extra ?? []), `${row.key} = ${value}`));
       t.equal(problems.length, 1, `${row.key} = ${value}: one problem`);
       const [p] = problems;
-      t.equal(p?.code, 'EMPEROR_ERR_CONFIG_VALUE', `${row.key} = ${value}: code`);
+      // Over an operator's ceiling is its own code; every other bad value is a wrong value.
+      t.equal(p?.code, /\(max-/.test(p?.message ?? '') ? 'EMPEROR_ERR_CONFIG_LIMIT' : 'EMPEROR_ERR_CONFIG_VALUE', `${row.key} = ${value}: code`);
       t.equal(p?.key, row.key);
       t.equal(p?.line, 3 + (needCommand ? 1 : 0) + (row.extra?.length ?? 0), 'the line of the value');
       t.match(`${p?.message} ${p?.hint ?? ''}`, want, `${row.key} = ${value}: ${p?.message}`);
@@ -124,7 +129,12 @@ t.test('defaults are filled in', async (t) => {
   t.match(spec, {
     name: 'my_app', format: 'ini', hostname: 'my-app', rootfs: 'host', unshare: ['fs', 'ipc', 'uts', 'net', 'pid'],
     ready: 'none', stopSignal: 'SIGTERM', reloadSignal: 'SIGHUP', stopTimeoutMs: 10000, tmpSizeBytes: 64 * 1024 ** 2,
-    pty: true, socket: undefined, memoryLimitBytes: undefined, daemons: [], cron: [], env: {},
+    pty: true, socket: undefined, daemons: [], cron: [], env: {},
+  });
+  // Nothing unlimited unless the file or the operator says so (docs/security.md).
+  t.match(spec, {
+    memoryLimitBytes: 512 * 1024 ** 2, cpuLimitPercent: 100, pidsLimit: 512, runDirSizeBytes: 16 * 1024 ** 2, ptySessions: 4, readyTimeoutMs: 60_000,
+    rlimits: { nofile: [1024, 4096], nproc: [4096, 4096], core: [0, 0], memlock: [8 * 1024 ** 2, 8 * 1024 ** 2], stack: [8 * 1024 ** 2, 64 * 1024 ** 2], fsize: [16 * 1024 ** 3, 16 * 1024 ** 3] },
   });
 });
 

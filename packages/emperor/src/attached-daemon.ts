@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { DaemonSpec, VassalSpec } from '@emperor/config';
 import type { Jail, JailProcess } from '@emperor/jail';
 import type { EventBus } from './events.js';
+import { killGroup } from './kill-group.js';
 import { LogFile } from './log-file.js';
 
 /** What a daemon needs from its vassal. */
@@ -13,6 +14,8 @@ export interface DaemonContext {
   bus: EventBus;
   /** A control daemon died: the vassal stops. */
   onControlDeath: () => void;
+  /** Aborted by a stop of the vassal: a smart daemon's first process is not waited for any more. */
+  signal?: AbortSignal;
 }
 
 const MAX_DELAY_MS = 30_000;
@@ -75,8 +78,24 @@ export class AttachedDaemon {
       this.#pid = undefined;
     }
     if (this.spec.kind === 'smart') {
-      await proc.exited; // it forks into the background and its first process exits
+      // It forks into the background and its first process exits: within ready-timeout, or it is killed
+      // and counts as a failure (a first process that never exits would hold the vassal in spawning).
+      const signal = this.#ctx.signal;
+      let t: NodeJS.Timeout | undefined;
+      const onAbort = () => proc.subprocess.kill('SIGKILL');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const exited = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), this.#ctx.spec.readyTimeoutMs)))]);
+      clearTimeout(t);
+      signal?.removeEventListener('abort', onAbort);
       this.#proc = undefined;
+      if (!exited) {
+        if (this.#pid !== undefined) killGroup(this.#pid);
+        proc.subprocess.kill('SIGKILL');
+        await proc.exited;
+        this.#emit('daemon-exited', { pid: this.#pid, error: `smart-attach-daemon: expected its first process to exit within ready-timeout (${this.#ctx.spec.readyTimeoutMs / 1000} s), got one still running; killed` });
+        return this.#died({ code: null, signal: 9 });
+      }
+      if (signal?.aborted) return;
       const ok = await this.#waitPidfile();
       this.#emit('daemon-spawned', { smart: true, running: ok });
       if (!ok) return this.#died({ code: null, signal: null });
@@ -105,7 +124,7 @@ export class AttachedDaemon {
 
   async #waitPidfile(): Promise<boolean> {
     const deadline = Date.now() + this.spec.freqSeconds * 1000;
-    while (!this.#stopping && Date.now() < deadline) {
+    while (!this.#stopping && !this.#ctx.signal?.aborted && Date.now() < deadline) {
       if ((await this.#inJail(this.#pidfileScript('kill -0'))) === 0) return true;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -188,13 +207,7 @@ export class AttachedDaemon {
     const ok = await Promise.race([done, new Promise<boolean>((r) => (t = setTimeout(() => r(false), timeoutMs)))]);
     clearTimeout(t);
     if (!ok) {
-      if (this.#pid !== undefined) {
-        try {
-          process.kill(-this.#pid, 'SIGKILL');
-        } catch {
-          // ESRCH: already gone
-        }
-      }
+      if (this.#pid !== undefined) killGroup(this.#pid);
       proc.subprocess.kill('SIGKILL');
       await done;
     }
@@ -203,3 +216,4 @@ export class AttachedDaemon {
     this.#log.close();
   }
 }
+

@@ -1,9 +1,28 @@
-import { createReadStream, existsSync, lchownSync, statSync, watch } from 'node:fs';
+import { createReadStream, existsSync, lchownSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { removeSocketFile } from '@emperor/jail';
 import type { Emperor } from './emperor.js';
 import type { EmperorEvent } from './events.js';
+import { followLog } from './log-follow.js';
 import { metricsOf, uwsgiStatsOf, viewOf } from './vassal-view.js';
+
+/** The bounds of a control socket (docs/security.md states them; test/bounded-streams.ts holds them). */
+export const CONTROL_LIMITS = {
+  /** Connections at once on the root socket, and on one customer's socket. */
+  rootConnections: 64,
+  customerConnections: 8,
+  /** A request's headers must arrive within this, and the whole request within requestTimeoutMs. */
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  /** A connection with no traffic either way for this long is closed (not the streams: see stallMs). */
+  idleTimeoutMs: 60_000,
+  /** A stream (logs?follow, /events) whose client has not read for this long is closed. */
+  stallMs: 60_000,
+  /** Event-stream bytes buffered for one slow client at most; past it the stream is closed. */
+  maxStreamBuffer: 256 * 1024,
+};
 
 const ACTIONS = ['reload', 'restart', 'stop', 'start'] as const;
 /** What a customer may do to their own vassal from inside its jail. */
@@ -36,16 +55,35 @@ export class ControlServer {
     this.#emperor = emperor;
     this.#path = path;
     this.#scope = scope;
-    this.#server = createServer((req, res) => {
-      this.#route(req, res).catch((e: unknown) => send(res, 500, { error: String(e) }));
+    const L = CONTROL_LIMITS;
+    this.#server = createServer({ headersTimeout: L.headersTimeoutMs, requestTimeout: L.requestTimeoutMs, keepAliveTimeout: 5_000 }, (req, res) => {
+      this.#route(req, res).catch((e: unknown) => {
+        if (res.headersSent) res.destroy();
+        else send(res, 500, { error: String(e) });
+      });
     });
+    this.#server.maxConnections = scope === undefined ? L.rootConnections : L.customerConnections;
+    this.#server.setTimeout(L.idleTimeoutMs, (sock) => sock.destroy());
+    this.#server.on('drop', () => this.#refused('too many connections on this socket'));
+    if (scope !== undefined) {
+      // One budget across every socket of the customer (their other vassals, their pty sockets).
+      this.#server.on('connection', (sock) => {
+        const release = emperor.customers.admit(scope.uid);
+        if (release === undefined) {
+          this.#refused('too many connections from this customer');
+          return void sock.destroy();
+        }
+        sock.once('close', release);
+      });
+    }
+  }
+
+  #refused(reason: string): void {
+    this.#emperor.options.log.warn({ vassal: this.#scope?.vassal, socket: this.#path }, `control socket: connection refused: ${reason}`);
   }
 
   async listen(): Promise<void> {
-    if (existsSync(this.#path) && statSync(this.#path).isSocket()) {
-      const { rmSync } = await import('node:fs');
-      rmSync(this.#path);
-    }
+    removeSocketFile(this.#path);
     // Created 0600 from the start (umask), not chmodded after: no window where others could connect.
     const old = process.umask(0o177);
     try {
@@ -61,7 +99,7 @@ export class ControlServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.#streams) s.end();
+    for (const s of this.#streams) s.destroy();
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
@@ -103,10 +141,14 @@ export class ControlServer {
       if (req.method === 'GET' && parts[2] === 'logs') return this.#logs(v.name, url.searchParams.get('follow') === '1', res);
       const action = CUSTOMER_ACTIONS.find((a) => a === parts[2]);
       if (req.method === 'POST' && action !== undefined && parts.length === 3) {
-        // Answer first: a restart replaces the jail this request came from.
-        send(res, 202, { ...viewOf(v), accepted: action });
-        void v[action]();
-        return;
+        // Answered before it runs: a restart replaces the jail this request came from. At most one is
+        // pending, and a customer cannot queue restarts faster than the rate limit (docs/security.md).
+        const r = v.customerRequest(action);
+        if (r.outcome === 'rate-limited') {
+          res.setHeader('retry-after', String(Math.ceil(r.retryAfterMs / 1000)));
+          return send(res, 429, { error: `${action}: too many requests; try again in ${Math.ceil(r.retryAfterMs / 1000)} s` });
+        }
+        return send(res, 202, { ...viewOf(v), accepted: action, ...(r.outcome === 'coalesced' ? { coalesced: true } : {}) });
       }
       if (req.method === 'POST') return send(res, 403, { error: `${parts[2] ?? ''}: only reload and restart are allowed from inside a vassal` });
     }
@@ -117,7 +159,16 @@ export class ControlServer {
   #events(res: ServerResponse): void {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     res.flushHeaders();
-    const on = (ev: EmperorEvent) => res.write(`${JSON.stringify(ev)}\n`);
+    res.socket?.setTimeout(0); // a quiet stream is not idle; a stalled one is closed below
+    const on = (ev: EmperorEvent) => {
+      // A client that does not read gets a bounded buffer, then the stream is closed: events are never
+      // held back for it (the bus does not wait) and never pile up in the emperor.
+      if (res.writableLength > CONTROL_LIMITS.maxStreamBuffer) {
+        this.#emperor.options.log.warn({ socket: this.#path, buffered: res.writableLength }, 'control socket: /events client is not reading; closing its stream');
+        return void res.destroy();
+      }
+      res.write(`${JSON.stringify(ev)}\n`);
+    };
     this.#emperor.bus.on('event', on);
     this.#streams.add(res);
     res.on('close', () => {
@@ -130,22 +181,19 @@ export class ControlServer {
     const file = join(this.#emperor.options.logDir, name, 'app.log');
     if (!existsSync(file)) return send(res, 404, { error: `no log for ${name} yet` });
     res.writeHead(200, { 'content-type': 'text/plain' });
-    if (!follow) return void createReadStream(file).pipe(res);
-    let pos = 0;
-    const pump = () => {
-      const size = statSync(file).size;
-      if (size < pos) pos = 0; // rotated
-      if (size === pos) return;
-      const s = createReadStream(file, { start: pos, end: size - 1 });
-      pos = size;
-      s.pipe(res, { end: false });
-    };
-    pump();
-    const w = watch(file, () => pump());
+    // pipeline: the file is read only as fast as the client reads, and closed when either side ends.
+    if (!follow) return void pipeline(createReadStream(file), res).catch(() => undefined);
+    res.socket?.setTimeout(0);
     this.#streams.add(res);
-    res.on('close', () => {
-      w.close();
+    void followLog(file, res, {
+      stallMs: CONTROL_LIMITS.stallMs,
+      onStall: () => {
+        this.#emperor.options.log.warn({ vassal: name, socket: this.#path }, 'control socket: logs?follow client stopped reading; closing its stream');
+        res.destroy();
+      },
+    }).finally(() => {
       this.#streams.delete(res);
+      if (!res.destroyed) res.end();
     });
   }
 }

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
-import { checkVassalFile, clearUserCache } from '@emperor/config';
+import { builtinLimits, checkVassalFile, clearUserCache, type CheckResult, type OperatorLimits } from '@emperor/config';
 import { removeCgroupParent } from '@emperor/jail';
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
 import type { Clock } from './cron-scheduler.js';
 import { ControlServer } from './control-server.js';
+import { CustomerBudget } from './customer-budget.js';
 import { EventBus } from './events.js';
 import { Monitor } from './monitor.js';
 import { Vassal } from './vassal.js';
@@ -27,7 +28,14 @@ export interface EmperorOptions {
   backoff?: BackoffPolicy;
   /** The clock cron reads (tests inject one). */
   clock?: Clock;
+  /** The operator's defaults and ceilings (emperor.ini); the built-in ones when absent. */
+  limits?: OperatorLimits;
 }
+
+/** Connections one customer may hold across all their sockets (docs/security.md). */
+export const CUSTOMER_CONNECTIONS = 16;
+/** Past the largest stop-timeout, a shutdown waits this much more before it kills what is left. */
+export const SHUTDOWN_GRACE_MS = 3_000;
 
 /**
  * The emperor: a monitor over the vassal directory, one {@link Vassal} per file, the control socket.
@@ -38,6 +46,8 @@ export class Emperor {
   readonly bus = new EventBus();
   readonly vassals = new Map<string, Vassal>();
   readonly startedAt = Date.now();
+  readonly customers = new CustomerBudget(CUSTOMER_CONNECTIONS);
+  readonly limits: OperatorLimits;
   /** The identity (inode, size, mtime) of each file as last loaded: a repeated event for it is not a change. */
   readonly #seen = new Map<string, string>();
   #monitor: Monitor | undefined;
@@ -46,6 +56,8 @@ export class Emperor {
 
   constructor(options: EmperorOptions) {
     this.options = options;
+    this.limits = options.limits ?? builtinLimits();
+    this.bus.setMaxListeners(0); // one listener per /events client: bounded by the control socket's connection cap
     this.bus.on('event', (e) => options.log.info({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
   }
 
@@ -68,7 +80,7 @@ export class Emperor {
     const name = this.#nameOf(file);
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }) });
+      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers });
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.
@@ -78,8 +90,18 @@ export class Emperor {
     if (this.#seen.get(name) === id) return;
     this.#seen.set(name, id);
     clearUserCache();
-    const result = await checkVassalFile(file, { tyrant: this.options.tyrant, noFollow: this.options.tyrant });
+    const result = this.#perUid(name, await checkVassalFile(file, { tyrant: this.options.tyrant, noFollow: this.options.tyrant, limits: this.limits }));
     await v.load(result);
+  }
+
+  /** Tyrant mode: a uid gets at most tyrant-vassals-per-uid vassals; one more file is refused (invalid). */
+  #perUid(name: string, result: CheckResult): CheckResult {
+    if (!this.options.tyrant || !result.ok) return result;
+    const uid = result.spec.uid;
+    const own = [...this.vassals.values()].filter((x) => x.name !== name && x.spec?.uid === uid && x.state !== 'invalid');
+    const max = this.limits.vassalsPerUid;
+    if (own.length < max.value || this.vassals.get(name)?.spec?.uid === uid) return result;
+    return { ok: false, problems: [{ code: 'EMPEROR_ERR_CONFIG_LIMIT', file: result.spec.file, message: `expected at most ${max.value} vassals for uid ${uid} (tyrant-vassals-per-uid, set in ${max.from}), got one more`, hint: 'remove one of them, or have the operator raise tyrant-vassals-per-uid in emperor.ini' }] };
   }
 
   async #removed(file: string): Promise<void> {
@@ -105,7 +127,18 @@ export class Emperor {
     if (this.#stopping) return;
     this.#stopping = true;
     await this.#monitor?.close();
-    await Promise.all([...this.vassals.values()].map((v) => v.stop()));
+    // Every vassal stops within its stop-timeout (docs/daemon.md); past the largest one and a grace, what
+    // is left is killed, so a shutdown always ends (systemd's own stop timeout is never the one that acts).
+    const all = [...this.vassals.values()];
+    const bound = Math.max(0, ...all.map((v) => v.spec?.stopTimeoutMs ?? 0)) + SHUTDOWN_GRACE_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const stopped = await Promise.race([Promise.all(all.map((v) => v.stop())).then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), bound)))]);
+    clearTimeout(timer);
+    if (!stopped) {
+      this.options.log.error({ boundMs: bound }, 'vassals did not stop in time; killing their jails');
+      for (const v of all) v.jail?.kill();
+      await Promise.race([Promise.all(all.map((v) => v.jail?.exited)), new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS))]);
+    }
     await this.#control?.close();
     rmSync(join(this.options.runDir, 'control.sock'), { force: true });
     removeCgroupParent(this.options.cgroupParent);

@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs';
+import { ConfigError, formatProblem } from '@emperor/config';
 import { isEmperorError, EmperorError } from '@emperor/errors';
 import { pino, transport } from 'pino';
 import { Emperor } from './emperor.js';
@@ -14,6 +15,11 @@ export const runDaemon = async (argv: string[]): Promise<number> => {
     }
     if (process.getuid?.() !== 0) throw new EmperorError('EMPEROR_ERR_USAGE', 'expected to run as root (jails need it), got an unprivileged user', { hint: 'run it from its systemd unit, or with sudo' });
   } catch (e) {
+    if (e instanceof ConfigError) {
+      // emperor.ini: every problem, one line each, as `emperor check` prints them.
+      for (const p of e.problems) process.stderr.write(`emperor: ${formatProblem(p)}\n`);
+      return 64;
+    }
     if (isEmperorError(e) || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       process.stderr.write(`emperor: ${isEmperorError(e) ? e.describe() : (e as Error).message}\n`);
       return 64;

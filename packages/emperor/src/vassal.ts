@@ -9,9 +9,31 @@ import { AttachedDaemon } from './attached-daemon.js';
 import { DEFAULT_BACKOFF, nextRespawn, type BackoffPolicy } from './backoff.js';
 import { CronScheduler, realClock, type Clock } from './cron-scheduler.js';
 import type { EventBus, EventName } from './events.js';
+import { killGroup } from './kill-group.js';
 import { LogFile } from './log-file.js';
 import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
 import { classifyChange } from './spec-diff.js';
+import type { CustomerBudget } from './customer-budget.js';
+
+/** A wait of a spawn or reload that a stop, restart or shutdown cut short; not a failure of the vassal. */
+export class Cancelled extends Error {}
+
+/** Resolves with `value` after `ms`; the timer is cleared when `signal` aborts. */
+const after = <T>(ms: number, value: T, signal: AbortSignal): Promise<T> =>
+  new Promise((resolve) => {
+    const t = setTimeout(() => resolve(value), ms);
+    signal.addEventListener('abort', () => clearTimeout(t), { once: true });
+  });
+
+/** Resolves with 'aborted' when `signal` aborts. */
+const aborted = (signal: AbortSignal): Promise<'aborted'> =>
+  new Promise((resolve) => (signal.aborted ? resolve('aborted') : signal.addEventListener('abort', () => resolve('aborted'), { once: true })));
+
+/** Customer reload/restart requests: a burst of this many, then one per refill interval. */
+const CUSTOMER_BURST = 3;
+const CUSTOMER_REFILL_MS = 10_000;
+/** Daemons get at least this long after the app has stopped, even when the app used the whole stop-timeout. */
+const DAEMON_MIN_GRACE_MS = 1_000;
 
 /** The named states of a vassal. */
 export type VassalState = 'spawning' | 'running' | 'reloading' | 'stopping' | 'stopped' | 'backoff' | 'cursed' | 'invalid';
@@ -28,6 +50,8 @@ export interface VassalContext {
   clock?: Clock;
   /** Makes the customer's control socket (status, logs, reload, restart of this vassal only) at a path. */
   customerControl?: (vassal: string, path: string, uid: number, gid: number) => { listen(): Promise<void>; close(): Promise<void> };
+  /** Connections each customer may hold across their sockets (pty sessions count). */
+  customers?: CustomerBudget;
 }
 
 /** The app: one process in the jail, with its log and start time. */
@@ -68,6 +92,12 @@ export class Vassal {
   /** Minute each cron job last ran: kept across reloads so no job runs twice for one minute. */
   readonly #cronLastRun = new Map<string, number>();
   readonly #cronRunning = new Map<string, JailProcess>();
+  /** Aborted by stop, restart and shutdown: cuts short a spawn or reload waiting for readiness. */
+  #cancel = new AbortController();
+  #customerPending: 'reload' | 'restart' | undefined;
+  #customerTokens = CUSTOMER_BURST;
+  #customerTokensAt = Date.now();
+  #homeWarned = false;
 
   constructor(name: string, ctx: VassalContext) {
     this.name = name;
@@ -91,6 +121,7 @@ export class Vassal {
   /** Runs an operation after the ones before it; errors are recorded, never thrown at the caller. */
   #enqueue(op: () => Promise<void>): Promise<void> {
     this.#queue = this.#queue.then(op).catch((e: unknown) => {
+      if (e instanceof Cancelled) return; // a stop or restart is queued right behind
       this.lastError = isEmperorError(e) ? e.describe() : String(e);
       this.#ctx.log.error({ vassal: this.name, err: e }, 'vassal operation failed');
       this.#emit('error', { error: this.lastError });
@@ -132,8 +163,8 @@ export class Vassal {
       this.spec = result.spec;
       if (change !== 'limits') {
         if (!isDeepStrictEqual(before.daemons, result.spec.daemons)) {
-          await this.#stopDaemons(before);
-          await this.#startDaemons(result.spec);
+          await this.#stopDaemons(Date.now() + before.stopTimeoutMs);
+          await this.#startDaemons(result.spec, this.#cancel.signal);
         } else {
           for (const d of this.#daemons) await d.reload(result.spec.stopTimeoutMs);
         }
@@ -157,21 +188,27 @@ export class Vassal {
     return this.#daemons;
   }
 
-  async #startDaemons(spec: VassalSpec): Promise<void> {
+  async #startDaemons(spec: VassalSpec, signal: AbortSignal): Promise<void> {
     const jail = this.jail;
     if (jail === undefined) return;
     this.#daemons = spec.daemons.map((d, i) => new AttachedDaemon(i, d, {
-      vassal: this.name, jail, spec, logDir: this.#ctx.logDir, bus: this.#ctx.bus,
+      vassal: this.name, jail, spec, logDir: this.#ctx.logDir, bus: this.#ctx.bus, signal,
       onControlDeath: () => void this.stop(),
     }));
-    for (const d of this.#daemons) await d.start();
+    for (const d of this.#daemons) {
+      await d.start();
+      if (signal.aborted) throw new Cancelled();
+    }
   }
 
-  /** Daemons stop after the app, last started first. */
-  async #stopDaemons(spec: VassalSpec): Promise<void> {
+  /**
+   * Daemons stop after the app: stop signals last started first, all of them waited for together until
+   * `deadline` (then SIGKILL), so a vassal's stop takes stop-timeout however many daemons it has.
+   */
+  async #stopDaemons(deadline: number): Promise<void> {
     const ds = this.#daemons;
     this.#daemons = [];
-    for (const d of [...ds].reverse()) await d.stop(spec.stopTimeoutMs);
+    await Promise.all([...ds].reverse().map((d) => d.stop(Math.max(0, deadline - Date.now()))));
   }
 
   #startCron(spec: VassalSpec): void {
@@ -217,6 +254,7 @@ export class Vassal {
 
   /** Full restart: a new jail and app; lifts a curse. */
   restart(): Promise<void> {
+    this.#abortWaits();
     return this.#enqueue(async () => {
       const spec = this.spec;
       if (spec === undefined) return;
@@ -236,8 +274,42 @@ export class Vassal {
     });
   }
 
+  /** Cuts short whatever spawn or reload is waiting (readiness, a smart daemon), so what comes next runs now. */
+  #abortWaits(): void {
+    this.#cancel.abort();
+    this.#cancel = new AbortController();
+  }
+
+  /**
+   * A reload or restart asked for from the customer's own socket: at most one pending (a restart asked
+   * while a reload waits turns it into a restart), and a burst of {@link CUSTOMER_BURST}, then one per
+   * {@link CUSTOMER_REFILL_MS}, so a customer cannot keep the emperor rebuilding their jail.
+   */
+  customerRequest(action: 'reload' | 'restart'): { outcome: 'accepted' | 'coalesced' } | { outcome: 'rate-limited'; retryAfterMs: number } {
+    if (this.#customerPending !== undefined) {
+      if (action === 'restart') this.#customerPending = 'restart';
+      return { outcome: 'coalesced' };
+    }
+    const now = Date.now();
+    const refilled = Math.floor((now - this.#customerTokensAt) / CUSTOMER_REFILL_MS);
+    if (refilled > 0) {
+      this.#customerTokens = Math.min(CUSTOMER_BURST, this.#customerTokens + refilled);
+      this.#customerTokensAt = this.#customerTokens === CUSTOMER_BURST ? now : this.#customerTokensAt + refilled * CUSTOMER_REFILL_MS;
+    }
+    if (this.#customerTokens === 0) return { outcome: 'rate-limited', retryAfterMs: this.#customerTokensAt + CUSTOMER_REFILL_MS - now };
+    this.#customerTokens--;
+    this.#customerPending = action;
+    void this.#queue.then(() => {
+      const a = this.#customerPending ?? action;
+      this.#customerPending = undefined;
+      return a === 'restart' ? this.restart() : this.reload();
+    });
+    return { outcome: 'accepted' };
+  }
+
   /** Graceful stop: the app's stop signal, SIGKILL after its stop-timeout, then the jail goes. */
   stop(): Promise<void> {
+    this.#abortWaits();
     return this.#enqueue(async () => {
       if (this.state === 'stopped' && this.jail === undefined) return;
       this.#set('stopping');
@@ -255,8 +327,9 @@ export class Vassal {
     this.spec = spec;
     this.#set('spawning');
     try {
-      await this.#build(spec, event);
+      await this.#build(spec, event, this.#cancel.signal);
     } catch (e) {
+      if (e instanceof Cancelled) throw e; // the stop or restart queued behind tears down what was built
       this.lastError = isEmperorError(e) ? e.describe() : String(e);
       this.#emit('error', { error: this.lastError });
       await this.#teardown();
@@ -264,9 +337,9 @@ export class Vassal {
     }
   }
 
-  async #build(spec: VassalSpec, event: EventName): Promise<void> {
+  async #build(spec: VassalSpec, event: EventName, signal: AbortSignal): Promise<void> {
     const gid = spec.gid as number;
-    this.#runDir = makeRunDir(this.#ctx.runDir, this.name, gid);
+    this.#runDir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
     const socket = spec.socket === undefined ? undefined : { path: join(this.#runDir, spec.socket.path), ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
     this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket });
     const jail = this.jail;
@@ -275,9 +348,18 @@ export class Vassal {
       if (this.jail === jail && (this.state === 'running' || this.state === 'spawning')) void this.#enqueue(async () => this.#failed());
     });
     this.bornAt = Date.now();
+    if (jail.missingHome !== undefined && !this.#homeWarned) {
+      this.#homeWarned = true;
+      this.#ctx.log.warn({ vassal: this.name, home: jail.missingHome }, `${this.name}: home ${jail.missingHome} does not exist; HOME and the working directory are / (as login(1) does)`);
+    }
     if (spec.subscriptions.length > 0) this.#ctx.log.warn({ vassal: this.name }, `${this.name}: subscriptions are validated but not sent by this version yet`);
     if (spec.pty) {
-      this.#router = new PtyRouter(jail, join(this.#runDir, 'pty.sock'), (ev) => this.#ctx.log.info({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`));
+      const customers = this.#ctx.customers;
+      const uid = spec.uid as number;
+      this.#router = new PtyRouter(jail, join(this.#runDir, 'pty.sock'), (ev) => this.#ctx.log[ev.event === 'refused' || ev.event === 'bad-client' ? 'warn' : 'info']({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`), {
+        maxSessions: spec.ptySessions,
+        ...(customers === undefined ? {} : { admit: () => customers.admit(uid) }),
+      });
       await this.#router.listen();
     }
     if (this.#ctx.customerControl !== undefined) {
@@ -286,22 +368,25 @@ export class Vassal {
       await this.#customerControl.listen();
     }
     // Daemons first, in the order written: the app usually needs its redis or memcached.
-    await this.#startDaemons(spec);
+    await this.#startDaemons(spec, signal);
     this.#startCron(spec);
     if (spec.command === undefined) {
       this.#set('running');
       this.#emit(event, { jail: jail.initPid });
       return;
     }
-    const app = await this.#startApp(spec);
+    const app = await this.#startApp(spec, signal);
     if (app === undefined) return this.#failed();
     this.#app = app;
     this.#set('running');
     this.#emit(event, { pid: app.pid });
   }
 
-  /** Starts the app in the jail; resolves once it is running (and ready, with ready = notify). */
-  async #startApp(spec: VassalSpec): Promise<App | undefined> {
+  /**
+   * Starts the app in the jail; resolves once it is running (and ready, with ready = notify, within
+   * ready-timeout). Undefined when it did not come up; throws {@link Cancelled} when a stop cut the wait short.
+   */
+  async #startApp(spec: VassalSpec, signal: AbortSignal): Promise<App | undefined> {
     const jail = this.jail;
     if (jail === undefined || spec.command === undefined) return undefined;
     const log = new LogFile(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid as number);
@@ -315,15 +400,28 @@ export class Vassal {
       if (exit.error) this.lastError = exit.error.describe();
       void this.#enqueue(async () => this.#appExited(app, exit));
     });
+    const giveUp = () => {
+      if (app.pid !== undefined) killGroup(app.pid);
+      proc.subprocess.kill('SIGKILL');
+    };
     try {
       app.pid = (await proc.started).pid;
-      if (notify !== undefined) {
-        const ok = await Promise.race([proc.ready.then(() => true), proc.exited.then(() => false)]);
-        if (!ok) return undefined;
-        this.#emit('ready', { pid: app.pid });
-      }
     } catch {
       return undefined;
+    }
+    if (notify !== undefined) {
+      const how = await Promise.race([proc.ready.then(() => 'ready' as const), proc.exited.then(() => 'exited' as const), after(spec.readyTimeoutMs, 'timeout' as const, signal), aborted(signal)]);
+      if (how === 'aborted') {
+        giveUp();
+        throw new Cancelled();
+      }
+      if (how === 'timeout') {
+        giveUp();
+        this.lastError = `ready = notify: expected READY=1 within ready-timeout (${spec.readyTimeoutMs / 1000} s), got nothing; the app was killed`;
+        this.#emit('error', { error: this.lastError });
+      }
+      if (how !== 'ready') return undefined;
+      this.#emit('ready', { pid: app.pid });
     }
     return app;
   }
@@ -368,7 +466,7 @@ export class Vassal {
       return this.#spawn(spec);
     }
     this.#set('spawning');
-    const app = await this.#startApp(spec);
+    const app = await this.#startApp(spec, this.#cancel.signal);
     if (app === undefined) return this.#failed();
     this.#app = app;
     this.#set('running');
@@ -381,7 +479,13 @@ export class Vassal {
     const old = this.#app;
     if (spec === undefined || spec.command === undefined) return;
     this.#set('reloading');
-    const app = await this.#startApp(spec);
+    let app: App | undefined;
+    try {
+      app = await this.#startApp(spec, this.#cancel.signal);
+    } catch (e) {
+      if (e instanceof Cancelled) this.#set(old === undefined ? 'spawning' : 'running'); // the stop behind it ends both
+      throw e;
+    }
     if (app === undefined) {
       // The new app did not come up: keep the old one serving and report it.
       this.#set(old === undefined ? 'backoff' : 'running');
@@ -395,13 +499,13 @@ export class Vassal {
     this.#emit('reloaded', { pid: app.pid });
   }
 
-  /** The stop signal to the app's process group, then SIGKILL after stop-timeout. */
-  async #stopApp(app: App, spec: VassalSpec): Promise<void> {
+  /** The stop signal to the app's process group, then SIGKILL at `deadline` (default: after stop-timeout). */
+  async #stopApp(app: App, spec: VassalSpec, deadline = Date.now() + spec.stopTimeoutMs): Promise<void> {
     const signal = typeof spec.stopSignal === 'number' ? spec.stopSignal : (spec.stopSignal as NodeJS.Signals);
     const done = app.proc.exited.then(() => true);
     app.proc.subprocess.kill(signal);
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), spec.stopTimeoutMs)));
+    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()))));
     const exited = await Promise.race([done, timedOut]);
     clearTimeout(timer);
     if (!exited) {
@@ -412,25 +516,43 @@ export class Vassal {
     }
   }
 
-  /** Stops the app and the jail, removes the run dir. */
+  /**
+   * Stops the app, the daemons and the jail, removes the run dir. Every step runs whatever the steps
+   * before it met (a customer may have replaced any file of their run dir): a failure is logged and the
+   * teardown goes on, so a stop always ends with nothing running. The app gets its stop signal first; the
+   * daemons get theirs once it has gone; whatever still runs at stop-timeout is killed (daemons get at
+   * least {@link DAEMON_MIN_GRACE_MS} after the app).
+   */
   async #teardown(): Promise<void> {
+    const step = async (what: string, work: () => unknown): Promise<void> => {
+      try {
+        await work();
+      } catch (e) {
+        this.#ctx.log.warn({ vassal: this.name, err: e }, `${this.name}: teardown: ${what} failed; going on`);
+      }
+    };
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#cron?.stop();
     this.#cron = undefined;
-    await this.#router?.close();
+    const router = this.#router;
     this.#router = undefined;
-    await this.#customerControl?.close();
+    await step('closing the pty router', () => router?.close());
+    const control = this.#customerControl;
     this.#customerControl = undefined;
+    await step('closing the customer control socket', () => control?.close());
+    const deadline = Date.now() + (this.spec?.stopTimeoutMs ?? 0);
     const app = this.#app;
     this.#app = undefined;
-    if (app !== undefined && this.spec !== undefined) await this.#stopApp(app, this.spec);
-    if (this.spec !== undefined) await this.#stopDaemons(this.spec);
+    const spec = this.spec;
+    if (app !== undefined && spec !== undefined) await step('stopping the app', () => this.#stopApp(app, spec, deadline));
+    await step('stopping the daemons', () => this.#stopDaemons(Math.max(deadline, Date.now() + Math.min(DAEMON_MIN_GRACE_MS, spec?.stopTimeoutMs ?? 0))));
     const jail = this.jail;
     this.jail = undefined;
-    if (jail !== undefined) await jail.stop();
-    if (this.#runDir !== undefined) removeRunDir(this.#runDir);
+    if (jail !== undefined) await step('stopping the jail', () => jail.stop());
+    const runDir = this.#runDir;
     this.#runDir = undefined;
+    if (runDir !== undefined) await step('removing the run dir', () => removeRunDir(runDir));
   }
 
   /** Waits until every queued operation is done (tests, shutdown). */
@@ -445,10 +567,3 @@ export class Vassal {
 
 const limitsOf = (s: VassalSpec) => ({ memoryBytes: s.memoryLimitBytes, cpuPercent: s.cpuLimitPercent, cpuWeight: s.cpuWeight, pids: s.pidsLimit, raw: s.cgroupOpts });
 
-const killGroup = (pid: number): void => {
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // ESRCH: the group is gone already
-  }
-};

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   EMPEROR_ERR_CONFIG_MISSING_KEY: 'a required key is missing',
   EMPEROR_ERR_CONFIG_VALUE: 'a key has a value of the wrong form or out of range',
   EMPEROR_ERR_CONFIG_USER: 'a user or group is unknown or not allowed',
+  EMPEROR_ERR_CONFIG_LIMIT: 'a vassal asks for more than the operator allows',
   EMPEROR_ERR_JAIL_HELPER: 'the emperor-jail helper is missing or failed to start',
   EMPEROR_ERR_JAIL_SETUP: 'a step of building or entering a jail failed',
   EMPEROR_ERR_JAIL_ROOTFS: 'the root file system of a jail is missing or unsafe',

@@ -24,11 +24,34 @@ export interface ExecOptions {
   stdio?: [Stdio, Stdio, Stdio];
   /** Create an sd_notify socket at this path inside the jail and set NOTIFY_SOCKET (ready = notify). */
   notify?: string | undefined;
-  /** Resource limits, e.g. { nofile: [1024, 4096] }. */
+  /** Resource limits, e.g. { nofile: [1024, 4096] } (Infinity: unlimited). Default: the spec's. */
   rlimits?: Record<string, [number, number]>;
 }
 
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+const limitText = (n: number): string => (n === Infinity ? 'unlimited' : String(n));
+
+/**
+ * The `emperor-jail exec` arguments after `exec` (and its status fd) that start `options.argv` in `jail` as
+ * the vassal user: the one place that knows them (the pty router runs the same on a pty).
+ */
+export const execArgs = (jail: Jail, options: ExecOptions): string[] => {
+  const spec = jail.spec;
+  const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: jail.home, ...(options.env ?? spec.env) };
+  const rlimits = options.rlimits ?? spec.rlimits;
+  return [
+    ...jail.enterArgs(),
+    '--uid', String(spec.uid), '--gid', String(spec.gid),
+    '--cwd', options.cwd ?? spec.chdir ?? jail.home,
+    ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
+    ...(options.socket ? jail.socketArgs() : []),
+    ...(options.pty ? ['--pty'] : []),
+    ...(options.notify === undefined ? [] : ['--notify', options.notify]),
+    ...Object.entries(rlimits).flatMap(([k, [soft, hard]]) => ['--rlimit', `${k}=${limitText(soft)}:${limitText(hard)}`]),
+    '--', ...options.argv,
+  ];
+};
 
 /** A process running inside a jail, through the `emperor-jail exec` helper that entered it. */
 export class JailProcess {
@@ -50,20 +73,7 @@ export class JailProcess {
 
   /** Starts `options.argv` in `jail`. */
   static start(jail: Jail, options: ExecOptions): JailProcess {
-    const spec = jail.spec;
-    const home = spec.home ?? '/';
-    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: home, ...(options.env ?? spec.env) };
-    const args = [
-      'exec', '--status-fd', '3', ...jail.enterArgs(),
-      '--uid', String(spec.uid), '--gid', String(spec.gid),
-      '--cwd', options.cwd ?? spec.chdir ?? home,
-      ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
-      ...(options.socket ? jail.socketArgs() : []),
-      ...(options.pty ? ['--pty'] : []),
-      ...(options.notify === undefined ? [] : ['--notify', options.notify]),
-      ...Object.entries(options.rlimits ?? {}).flatMap(([k, [soft, hard]]) => ['--rlimit', `${k}=${soft}:${hard}`]),
-      '--', ...options.argv,
-    ];
+    const args = ['exec', '--status-fd', '3', ...execArgs(jail, options)];
     const [stdin, stdout, stderr] = options.stdio ?? ['ignore', 'pipe', 'pipe'];
     const sub = spawn(helperPath(), args, { stdio: [stdin, stdout, stderr, 'pipe'] });
     let error: EmperorError | undefined;

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { VassalSpec } from '@emperor/config';
 import { EmperorError, isEmperorError } from '@emperor/errors';
@@ -38,6 +39,10 @@ export class Jail {
   readonly spec: VassalSpec;
   readonly cgroups: JailCgroups;
   readonly shimPid: number;
+  /** The vassal's home inside the jail (HOME and the default cwd), or `/` when it has none on the host. */
+  readonly home: string;
+  /** The passwd home that does not exist on the host (login(1) falls back to `/` too), if so. */
+  readonly missingHome: string | undefined;
   readonly initPid: number;
   /** Resolves once the shim has exited and the cgroups are removed. */
   readonly exited: Promise<JailExit>;
@@ -47,8 +52,10 @@ export class Jail {
   #stopped = false;
   #cgroupError: string | undefined;
 
-  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ChildProcess, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>, stderr: () => string) {
+  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ChildProcess, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>, stderr: () => string, home: string | undefined) {
     this.#stderr = stderr;
+    this.home = home ?? '/';
+    this.missingHome = home === undefined ? spec.home : undefined;
     this.name = spec.name;
     this.spec = spec;
     this.cgroups = cgroups;
@@ -74,7 +81,10 @@ export class Jail {
       throw new EmperorError('EMPEROR_ERR_JAIL_USER', `jail ${spec.name}: expected an unprivileged uid and gid, got ${spec.uid ?? 'none'}:${spec.gid ?? 'none'}`, { hint: 'set uid in the vassal file' });
     }
     const helper = helperPath();
-    const mounts = mountArgs(spec, { runDir: options.runDir, home: options.home ?? spec.home });
+    // A user without a home directory (useradd -M, /nonexistent) gets `/`, as login(1) does.
+    const wanted = options.home ?? spec.home;
+    const home = wanted !== undefined && existsSync(wanted) ? wanted : undefined;
+    const mounts = mountArgs(spec, { runDir: options.runDir, home });
     const cgroups = JailCgroups.create(spec.name, options.cgroupParent ?? 'emperor', options.hierarchies);
     try {
       cgroups.apply({ memoryBytes: spec.memoryLimitBytes, cpuPercent: spec.cpuLimitPercent, cpuWeight: spec.cpuWeight, pids: spec.pidsLimit, raw: spec.cgroupOpts });
@@ -104,7 +114,7 @@ export class Jail {
         await done;
         throw error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${spec.name}: expected the helper to report ready, got an exit without a report${stderr() ? `: ${stderr()}` : ''}`);
       }
-      return new Jail(spec, cgroups, shim, first, done, stderr);
+      return new Jail(spec, cgroups, shim, first, done, stderr, home);
     } catch (e) {
       cgroups.remove();
       throw e;
@@ -143,6 +153,21 @@ export class Jail {
   /** Memory, cpu, pids and OOM kills of the whole jail. */
   usage(): CgroupUsage {
     return this.cgroups.usage();
+  }
+
+  /**
+   * Ends the jail at once (shutdown past its deadline): SIGKILL to its init, which takes every process of
+   * its pid namespace with it, and to the shim. {@link exited} resolves as for a stop.
+   */
+  kill(): void {
+    if (!this.running) return;
+    for (const pid of [this.initPid, this.shimPid]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // ESRCH: already gone
+      }
+    }
   }
 
   /** Stops the jail: kills its init (and so every process in it), waits, removes the cgroups. */

@@ -1,16 +1,28 @@
 import { execFileSync } from 'node:child_process';
-import { lchownSync, rmSync } from 'node:fs';
+import { lchownSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { helperPath, type Jail } from '@emperor/jail';
+import { execArgs, helperPath, removeSocketFile, type Jail } from '@emperor/jail';
 import { spawn as spawnPty, type IPty } from 'node-pty';
 import { frame, FrameError, FrameReader, MAX_BODY, OUT_EXIT, OUT_STDERR, OUT_STDOUT, type Frame } from './frames.js';
 
 /** Window sizes beyond this are refused (clamped): nothing real is that big, and it bounds allocations. */
 const MAX_DIM = 1000;
+/** Output the client has not read yet, beyond which the source is paused (backpressure). */
+const OUT_HIGH_WATER = 64 * 1024;
+/**
+ * Output buffered for one client at most. With backpressure the buffer stays near one chunk; a client
+ * that made it grow past this is closed (it can only get there through a bug, which must not cost memory).
+ */
+export const MAX_CLIENT_BUFFER = 1024 * 1024;
+/** Input queued towards the pty that the shell has not read yet, beyond which the client is paused. */
+const IN_HIGH_WATER = 256 * 1024;
+const IN_LOW_WATER = 64 * 1024;
+/** A frame that stays incomplete this long closes the session (a client that sends half a frame and stalls). */
+export const FRAME_TIMEOUT_MS = 30_000;
 
 const loginShell = (uid: number): string => {
   try {
-    const shell = execFileSync('getent', ['passwd', String(uid)], { encoding: 'utf8' }).trim().split(':')[6];
+    const shell = execFileSync('getent', ['passwd', '--', String(uid)], { encoding: 'utf8' }).trim().split(':')[6];
     return shell && shell.startsWith('/') && !shell.endsWith('nologin') && !shell.endsWith('false') ? shell : '/bin/sh';
   } catch {
     return '/bin/sh';
@@ -18,12 +30,42 @@ const loginShell = (uid: number): string => {
 };
 
 /** Something the router reports (to the emperor's log). */
-export type RouterEvent = { event: 'session'; mode: 'pty' | 'command' } | { event: 'session-end'; code: number | null; signal: number | null } | { event: 'bad-client'; error: string };
+export type RouterEvent =
+  | { event: 'session'; mode: 'pty' | 'command' }
+  | { event: 'session-end'; code: number | null; signal: number | null }
+  | { event: 'bad-client'; error: string }
+  | { event: 'refused'; reason: string };
+
+/** Bounds of a router; see docs/security.md. */
+export interface RouterOptions {
+  /** Replaces the user's login shell (benchmarks run the same shell as their peer). */
+  shell?: string[] | undefined;
+  /** Concurrent sessions at most; further connections are told so and closed. Default 4. */
+  maxSessions?: number;
+  /**
+   * Asks a budget shared by all of the customer's sockets for one more connection: a release function,
+   * or undefined when the customer has too many already.
+   */
+  admit?: () => (() => void) | undefined;
+}
+
+/** The bytes node-pty has queued towards the pty and not written yet (its write queue is unbounded). */
+const ptyQueued = (pty: IPty): number => {
+  const q = (pty as unknown as { _writeStream?: { _writeQueue?: Array<{ buffer: Buffer; offset: number }> } })._writeStream?._writeQueue;
+  if (!Array.isArray(q)) return 0;
+  let n = 0;
+  for (const t of q) n += t.buffer.length - t.offset;
+  return n;
+};
 
 /**
  * A vassal's pty router: a unix socket in its run dir (owned by the vassal user, mode 0600). Every connection
  * gets a new login shell inside the jail on a pty of the jail's own devpts (`emperor-jail exec --pty`, run on
  * a node-pty so window sizes travel); with the Emperor hello, a command over plain pipes instead.
+ *
+ * Nothing a client does makes the router buffer without bound: output stops being read from the pty or
+ * the command while the client is not reading, input stops being read from the client while the shell is
+ * not reading, sessions are capped, and a half-sent frame times out.
  */
 export class PtyRouter {
   readonly path: string;
@@ -31,20 +73,18 @@ export class PtyRouter {
   readonly #server: Server;
   readonly #sessions = new Set<() => void>();
   readonly #onEvent: (e: RouterEvent) => void;
+  readonly #options: RouterOptions;
 
-  readonly #shell: string[] | undefined;
-
-  /** `shell` replaces the user's login shell (benchmarks run the same shell as their peer). */
-  constructor(jail: Jail, path: string, onEvent: (e: RouterEvent) => void = () => {}, shell?: string[]) {
-    this.#shell = shell;
+  constructor(jail: Jail, path: string, onEvent: (e: RouterEvent) => void = () => {}, options: RouterOptions = {}) {
+    this.#options = options;
     this.#jail = jail;
     this.path = path;
     this.#onEvent = onEvent;
-    this.#server = createServer((sock) => this.#session(sock));
+    this.#server = createServer((sock) => this.#admit(sock));
   }
 
   async listen(): Promise<void> {
-    rmSync(this.path, { force: true });
+    removeSocketFile(this.path);
     const old = process.umask(0o177); // 0600 from the start
     try {
       await new Promise<void>((resolve, reject) => {
@@ -58,10 +98,31 @@ export class PtyRouter {
     lchownSync(this.path, this.#jail.spec.uid as number, this.#jail.spec.gid as number);
   }
 
+  /** Ends every session and stops listening; never throws, whatever the customer left at the socket's path. */
   async close(): Promise<void> {
     for (const end of this.#sessions) end();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    rmSync(this.path, { force: true });
+    removeSocketFile(this.path);
+  }
+
+  /** Sessions running now. */
+  get sessions(): number {
+    return this.#sessions.size;
+  }
+
+  #admit(sock: Socket): void {
+    const max = this.#options.maxSessions ?? 4;
+    const refuse = (reason: string) => {
+      this.#onEvent({ event: 'refused', reason });
+      sock.on('error', () => {});
+      sock.end(`emperor pty: ${reason}; closing\r\n`);
+      sock.destroySoon();
+    };
+    if (this.#sessions.size >= max) return refuse(`too many sessions (${max} allowed for this vassal)`);
+    const release = this.#options.admit === undefined ? () => {} : this.#options.admit();
+    if (release === undefined) return refuse('too many connections from this customer');
+    sock.once('close', release);
+    this.#session(sock);
   }
 
   #session(sock: Socket): void {
@@ -72,32 +133,59 @@ export class PtyRouter {
     let pty: IPty | undefined;
     let cmd: ReturnType<Jail['exec']> | undefined;
     let framed = false;
+    let outPaused = false;
+    let inPoll: NodeJS.Timeout | undefined;
+    let frameTimer: NodeJS.Timeout | undefined;
     const end = () => {
+      clearInterval(inPoll);
+      clearTimeout(frameTimer);
       pty?.kill('SIGHUP');
       cmd?.kill('SIGHUP');
       sock.destroy();
+      this.#sessions.delete(end);
     };
     this.#sessions.add(end);
+    const badClient = (error: string) => {
+      this.#onEvent({ event: 'bad-client', error });
+      if (!sock.destroyed) sock.end(`\r\nemperor pty: ${error}; closing\r\n`);
+      end();
+    };
+    const pauseOutput = (pause: boolean) => {
+      outPaused = pause;
+      for (const s of [cmd?.subprocess.stdout, cmd?.subprocess.stderr]) {
+        if (pause) s?.pause();
+        else s?.resume();
+      }
+      if (pause) pty?.pause();
+      else pty?.resume();
+    };
     const send = (channel: number, data: Buffer) => {
       if (sock.destroyed) return;
-      if (!framed) return void sock.write(data);
-      for (let i = 0; i < data.length; i += MAX_BODY) sock.write(frameOut(channel, data.subarray(i, i + MAX_BODY)));
+      if (!framed) sock.write(data);
+      else for (let i = 0; i < data.length; i += MAX_BODY) sock.write(frame(channel, data.subarray(i, i + MAX_BODY)));
+      if (sock.writableLength > MAX_CLIENT_BUFFER) return badClient(`the client did not read ${sock.writableLength} bytes of output`);
+      // Stop reading the pty (or the command's pipes) until the client has read what it has: the shell then
+      // blocks on its own writes, inside its jail and its memory limit, not in the emperor.
+      if (sock.writableLength > OUT_HIGH_WATER && !outPaused) {
+        pauseOutput(true);
+        sock.once('drain', () => pauseOutput(false));
+      }
     };
     const finish = (code: number | null, signal: number | null) => {
       this.#onEvent({ event: 'session-end', code, signal });
-      if (framed && !sock.destroyed) sock.write(frameOut(OUT_EXIT, Buffer.from(JSON.stringify({ code, signal }))));
+      if (framed && !sock.destroyed) sock.write(frame(OUT_EXIT, Buffer.from(JSON.stringify({ code, signal }))));
       sock.end();
+      clearInterval(inPoll);
+      clearTimeout(frameTimer);
       this.#sessions.delete(end);
     };
     const spec = this.#jail.spec;
-    const home = spec.home ?? '/';
-    const env = { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: home, ...spec.env };
+    const env = { ...spec.env };
     const startPty = () => {
       started = 'pty';
       this.#onEvent({ event: 'session', mode: 'pty' });
       const shell = loginShell(spec.uid as number);
-      const args = ['exec', ...this.#jail.enterArgs(), '--uid', String(spec.uid), '--gid', String(spec.gid), '--cwd', home,
-        ...Object.entries({ ...env, TERM: termOf ?? 'xterm', SHELL: shell }).flatMap(([k, v]) => ['--env', `${k}=${v}`]), '--pty', '--', ...(this.#shell ?? [shell, '-l'])];
+      const args = ['exec', ...execArgs(this.#jail, { argv: this.#options.shell ?? [shell, '-l'], env: { ...env, TERM: termOf ?? 'xterm', SHELL: shell }, cwd: this.#jail.home, pty: true })];
       // encoding: null: bytes both ways, so UTF-8 (and anything else) passes through untouched.
       pty = spawnPty(helperPath(), args, { cols, rows, name: 'xterm', encoding: null, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
       pty.onData((d: string | Buffer) => send(OUT_STDOUT, typeof d === 'string' ? Buffer.from(d, 'utf8') : d));
@@ -113,11 +201,33 @@ export class PtyRouter {
       started = 'command';
       this.#onEvent({ event: 'session', mode: 'command' });
       const shell = loginShell(spec.uid as number);
-      cmd = this.#jail.exec({ argv: [shell, '-c', command], env, cwd: home, stdio: ['pipe', 'pipe', 'pipe'] });
+      cmd = this.#jail.exec({ argv: [shell, '-c', command], env, cwd: this.#jail.home, stdio: ['pipe', 'pipe', 'pipe'] });
       cmd.subprocess.stdout?.on('data', (d: Buffer) => send(OUT_STDOUT, d));
       cmd.subprocess.stderr?.on('data', (d: Buffer) => send(OUT_STDERR, d));
       cmd.subprocess.stdin?.on('error', () => {}); // EPIPE when the command stops reading: harmless
       void cmd.exited.then((e) => finish(e.code, e.signal));
+    };
+    /** Input the shell or command has not taken yet: stop reading the client until it has. */
+    const input = (data: Buffer) => {
+      if (pty) {
+        pty.write(data);
+        if (ptyQueued(pty) > IN_HIGH_WATER && inPoll === undefined) {
+          sock.pause();
+          // node-pty has no drain event: look at its queue until the shell has read enough.
+          inPoll = setInterval(() => {
+            if (pty !== undefined && ptyQueued(pty) > IN_LOW_WATER) return;
+            clearInterval(inPoll);
+            inPoll = undefined;
+            sock.resume();
+          }, 20);
+        }
+        return;
+      }
+      const stdin = cmd?.subprocess.stdin;
+      if (stdin && !stdin.destroyed && !stdin.write(data)) {
+        sock.pause();
+        stdin.once('drain', () => sock.resume());
+      }
     };
     const apply = (f: Frame) => {
       if (f.kind === 'hello') {
@@ -135,10 +245,8 @@ export class PtyRouter {
       }
       if (started === undefined) startPty();
       if (ptyGone) return;
-      if (f.kind === 'stdin') {
-        if (pty) pty.write(f.data);
-        else cmd?.subprocess.stdin?.write(f.data);
-      } else if (f.kind === 'eof') {
+      if (f.kind === 'stdin') input(f.data);
+      else if (f.kind === 'eof') {
         if (cmd) cmd.subprocess.stdin?.end();
         else pty?.write('\x04');
       } else if (f.kind === 'rows' || f.kind === 'cols') {
@@ -168,24 +276,20 @@ export class PtyRouter {
           apply(f);
         }
       } catch (e) {
-        const msg = e instanceof FrameError ? e.message : String(e);
-        this.#onEvent({ event: 'bad-client', error: msg });
-        if (!sock.destroyed) sock.end(`\r\nemperor pty: ${msg}; closing\r\n`);
-        end();
-        this.#sessions.delete(end);
+        return badClient(e instanceof FrameError ? e.message : String(e));
       }
+      // The reader holds at most one unfinished frame (64 KiB); one that never completes closes the session.
+      clearTimeout(frameTimer);
+      frameTimer = reader.pending === 0 ? undefined : setTimeout(() => badClient(`a frame stayed incomplete for ${FRAME_TIMEOUT_MS / 1000} s (${reader.pending} bytes)`), FRAME_TIMEOUT_MS);
     });
     sock.on('close', () => {
       clearTimeout(grace);
       if (reader.pending > 0) this.#onEvent({ event: 'bad-client', error: `connection closed mid-frame (${reader.pending} bytes)` });
       end();
-      this.#sessions.delete(end);
     });
     sock.on('error', () => end());
   }
 }
-
-const frameOut = (channel: number, data: Buffer): Buffer => frame(channel, data);
 
 const SIGNALS: Record<number, NodeJS.Signals> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 9: 'SIGKILL', 10: 'SIGUSR1', 12: 'SIGUSR2', 15: 'SIGTERM', 18: 'SIGCONT', 19: 'SIGSTOP', 20: 'SIGTSTP', 28: 'SIGWINCH' };
 const signalName = (n: number): NodeJS.Signals => SIGNALS[n] ?? 'SIGTERM';

@@ -1,0 +1,50 @@
+import t from 'tap';
+import { ConfigError, formatProblem, parseEmperorIni } from '../src/index.js';
+import { bad, good, ini, lines } from './fixtures/check.js';
+
+const problemsOf = (text: string): string[] => {
+  try {
+    parseEmperorIni(text, 'emperor.ini');
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems.map(formatProblem);
+    throw e;
+  }
+  return [];
+};
+
+t.test('emperor.ini sets defaults and ceilings; a vassal gets the default and may ask for less, never more', async (t) => {
+  const { settings, limits } = parseEmperorIni(['[emperor]', 'tyrant = yes', 'run-dir = /run/emp', 'memory-limit = 256M', 'max-memory-limit = 1G', 'pids-limit = 100', 'max-pids-limit = 200',
+    'rlimit = nofile=512:2048', 'max-rlimit = nofile=8192', 'rlimit = core=0', 'max-pty-sessions = 2', 'pty-sessions = 1', 'tyrant-vassals-per-uid = 3'].join('\n'), '/etc/emperor/emperor.ini');
+  t.same(settings, { tyrant: true, 'run-dir': '/run/emp' });
+  t.same([limits.memory.default, limits.memory.max, limits.memory.maxFrom], [256 * 1024 ** 2, 1024 ** 3, '/etc/emperor/emperor.ini:5']);
+  t.same(limits.vassalsPerUid, { value: 3, from: '/etc/emperor/emperor.ini:13' });
+  const spec = await good('lim.ini', ini('command = x'), { limits });
+  t.same([spec.memoryLimitBytes, spec.pidsLimit, spec.rlimits.nofile, spec.ptySessions], [256 * 1024 ** 2, 100, [512, 2048], 1], 'the operator\'s defaults');
+  const less = await good('lim.ini', ini('command = x', 'memory-limit = 64M', 'rlimit = nofile=100:200'), { limits });
+  t.same([less.memoryLimitBytes, less.rlimits.nofile], [64 * 1024 ** 2, [100, 200]], 'less than a ceiling is fine');
+  t.same(lines(await bad('lim.ini', ini('command = x', 'memory-limit = 2G', 'pids-limit = 201', 'rlimit = nofile=9000', 'pty-sessions = 3'), { limits })), [
+    'lim.ini:4: memory-limit: expected at most 1G (max-memory-limit, set in /etc/emperor/emperor.ini:5), got 2G (ask for 1G or less, or have the operator raise max-memory-limit in emperor.ini)',
+    'lim.ini:5: pids-limit: expected at most 200 (max-pids-limit, set in /etc/emperor/emperor.ini:7), got 201 (ask for 200 or less, or have the operator raise max-pids-limit in emperor.ini)',
+    'lim.ini:6: rlimit: expected nofile at most 8192 (max-rlimit nofile, set in /etc/emperor/emperor.ini:9), got 9000 (ask for nofile=8192 or less, or have the operator raise max-rlimit = nofile=... in emperor.ini)',
+    'lim.ini:7: pty-sessions: expected at most 2 (max-pty-sessions, set in /etc/emperor/emperor.ini:11), got 3 (ask for 2 or less, or have the operator raise max-pty-sessions in emperor.ini)',
+  ]);
+});
+
+t.test('a bad emperor.ini names the line, the key, what was expected and what was found, all at once', async (t) => {
+  t.same(problemsOf(['[emperor]', 'memory-limit = lots', 'max-cpu-limit = 0', 'rlimit = files=3', 'colour = blue', 'tyrant = maybe', 'pids-limit = 5', 'pids-limit = 6'].join('\n')), [
+    'emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"',
+    'emperor.ini:3: max-cpu-limit: expected a percent of one CPU from 1 to 100000, got "0"',
+    `emperor.ini:4: rlimit: expected a resource limit like nofile=1024:4096 or core=0 (NAME=SOFT[:HARD], NAME one of nofile, nproc, core, memlock, stack, fsize, as, cpu; sizes like 8M for core, memlock, stack, fsize and as), got "files=3"`,
+    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, tyrant-vassals-per-uid, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, got "colour"`,
+    'emperor.ini:6: tyrant: expected on or off (also true/false, yes/no, 1/0), got "maybe"',
+    'emperor.ini:8: pids-limit: expected it once, got it a second time (keep one)',
+  ]);
+});
+
+t.test('a default above its own ceiling is refused, since every vassal that sets nothing would be invalid', async (t) => {
+  t.same(problemsOf(['[emperor]', 'memory-limit = 2G', 'max-memory-limit = 1G', 'max-rlimit = nofile=1000'].join('\n')), [
+    'emperor.ini: memory-limit: expected memory-limit (2G, emperor.ini:2) at most max-memory-limit (1G, emperor.ini:3), got more (lower memory-limit or raise max-memory-limit)',
+    'emperor.ini: rlimit: expected the hard nofile limit (4096, the built-in default) at most max-rlimit nofile (1000, emperor.ini:4), got more (lower rlimit = nofile=... or raise max-rlimit = nofile=...)',
+  ]);
+  t.same(problemsOf('memory-limit = 1G'), ['emperor.ini:1: memory-limit: expected the key inside an [emperor] section, got it outside (put [emperor] on the first line)']);
+});
