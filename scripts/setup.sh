@@ -47,6 +47,11 @@ for u in demo-alice demo-bob demo-carol demo-dave; do
   # No password, but not locked: sshd (UsePAM no) refuses key logins to locked ("!") accounts.
   if getent shadow "$u" | cut -d: -f2 | grep -q '^!'; then usermod -p '*' "$u"; fi
 done
+# A user whose home does not exist, as system users have (/nonexistent): the tests check the fallback to /.
+if ! getent passwd demo-nohome >/dev/null; then
+  log "creating example user demo-nohome (no home directory)"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /bin/sh demo-nohome
+fi
 
 log "building (tsc -b, make -C native)"
 npm run --silent build

@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <signal.h>
@@ -23,16 +24,52 @@ static void copy_winsize(int master)
 		(void)ioctl(master, TIOCSWINSZ, &ws);
 }
 
-/* Copies what is readable on from to to; returns false on EOF or error. */
-static bool pump(int from, int to)
-{
+/*
+ * One direction of the pty relay. Nothing here ever blocks: a write that would block keeps its bytes in
+ * the buffer and the source is not read again until they are gone (backpressure), so the relay always
+ * comes back to its signalfd. A blocking write_all() here once held a reaped-never child as a zombie
+ * whenever the reader stopped (a raw-mode shell not reading, a paused client): the jail's init then waited
+ * for it forever in its pid namespace's teardown.
+ */
+struct flow {
+	int from, to;
+	bool open; /* false once `from` reached EOF or an error */
 	char buf[16384];
-	ssize_t n = read(from, buf, sizeof buf);
+	size_t off, len;
+};
+
+/* Reads into an empty buffer; false on EOF or a real error. */
+static bool flow_read(struct flow *f)
+{
+	ssize_t n = read(f->from, f->buf, sizeof f->buf);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return true;
 	if (n <= 0)
-		return false;
-	return write_all(to, buf, (size_t)n);
+		return false; /* EIO from a pty master once every slave fd is closed */
+	f->off = 0;
+	f->len = (size_t)n;
+	return true;
+}
+
+/* Writes what the destination takes now; false when it is gone (EPIPE, EIO). */
+static bool flow_write(struct flow *f)
+{
+	ssize_t n = write(f->to, f->buf + f->off, f->len - f->off);
+	if (n < 0)
+		return errno == EINTR || errno == EAGAIN;
+	f->off += (size_t)n;
+	if (f->off == f->len)
+		f->off = f->len = 0;
+	return true;
+}
+
+/* O_NONBLOCK on an fd; returns the flags to restore (our stdio may be a terminal we share). */
+static int set_nonblock(int fd)
+{
+	int flags = fcntl(fd, F_GETFL);
+	if (flags >= 0)
+		(void)fcntl(fd, F_SETFL, flags | O_NONBLOCK); /* EBADF: a closed stdio, nothing to relay */
+	return flags;
 }
 
 /* Reads one sd_notify datagram; READY=1 on a line of its own is reported once. */
@@ -53,7 +90,7 @@ static void read_notify(int fd, pid_t child, bool *ready)
 
 int relay_until_exit(pid_t child, int master, int notify)
 {
-	bool ready = false;
+	bool ready_sent = false;
 	set_step("relay");
 	sigset_t set;
 	sigemptyset(&set);
@@ -63,20 +100,34 @@ int relay_until_exit(pid_t child, int master, int notify)
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	if (sfd < 0)
 		die_errno("signalfd");
-	if (master >= 0)
+	int in_flags = -1, out_flags = -1;
+	if (master >= 0) {
 		copy_winsize(master);
-	bool in_open = master >= 0, out_open = master >= 0, exited = false;
+		set_nonblock(master);
+		in_flags = set_nonblock(STDIN_FILENO);
+		out_flags = set_nonblock(STDOUT_FILENO);
+	}
+	struct flow in = { .from = STDIN_FILENO, .to = master, .open = master >= 0 };
+	struct flow out = { .from = master, .to = STDOUT_FILENO, .open = master >= 0 };
+	bool exited = false;
 	int status = 0;
-	while (!exited || out_open) {
-		struct pollfd p[4] = { { sfd, POLLIN, 0 }, { in_open ? STDIN_FILENO : -1, POLLIN, 0 },
-				       { out_open ? master : -1, POLLIN, 0 }, { exited ? -1 : notify, POLLIN, 0 } };
+	while (!exited || out.open || out.len) {
+		struct pollfd p[6] = {
+			{ sfd, POLLIN, 0 },
+			{ in.open && !in.len ? in.from : -1, POLLIN, 0 },
+			{ in.len ? in.to : -1, POLLOUT, 0 },
+			{ out.open && !out.len ? out.from : -1, POLLIN, 0 },
+			{ out.len ? out.to : -1, POLLOUT, 0 },
+			{ exited ? -1 : notify, POLLIN, 0 },
+		};
 		/* Once the child is gone, drain what it wrote, but do not wait for more than a moment. */
-		if (poll(p, 4, exited ? 100 : -1) < 0) {
+		int ready = poll(p, 6, exited ? 100 : -1);
+		if (ready < 0) {
 			if (errno == EINTR)
 				continue;
 			die_errno("poll");
 		}
-		if (exited && !(p[2].revents & (POLLIN | POLLHUP)))
+		if (exited && ready == 0)
 			break;
 		if (p[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
@@ -93,13 +144,21 @@ int relay_until_exit(pid_t child, int master, int notify)
 				}
 			}
 		}
-		if (p[3].revents & POLLIN)
-			read_notify(notify, child, &ready);
+		if (p[5].revents & POLLIN)
+			read_notify(notify, child, &ready_sent);
 		if (p[1].revents & (POLLIN | POLLHUP | POLLERR))
-			in_open = pump(STDIN_FILENO, master);
-		if (p[2].revents & (POLLIN | POLLHUP | POLLERR))
-			out_open = pump(master, STDOUT_FILENO); /* EIO once every slave fd is closed */
+			in.open = flow_read(&in);
+		if ((p[2].revents & (POLLOUT | POLLERR | POLLHUP)) && !flow_write(&in))
+			in.open = false, in.len = 0;
+		if (p[3].revents & (POLLIN | POLLHUP | POLLERR))
+			out.open = flow_read(&out);
+		if ((p[4].revents & (POLLOUT | POLLERR | POLLHUP)) && !flow_write(&out))
+			out.open = false, out.len = 0;
 	}
+	if (in_flags >= 0)
+		(void)fcntl(STDIN_FILENO, F_SETFL, in_flags);
+	if (out_flags >= 0)
+		(void)fcntl(STDOUT_FILENO, F_SETFL, out_flags);
 	if (!exited && waitpid(child, &status, 0) < 0)
 		die_errno("waitpid");
 	close(sfd);

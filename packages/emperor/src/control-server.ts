@@ -186,7 +186,7 @@ export class ControlServer {
     res.socket?.setTimeout(0);
     this.#streams.add(res);
     void followLog(file, res, {
-      stallMs: CONTROL_LIMITS.stallMs,
+      stallMs: this.#emperor.options.timeouts?.stallMs ?? CONTROL_LIMITS.stallMs,
       onStall: () => {
         this.#emperor.options.log.warn({ vassal: name, socket: this.#path }, 'control socket: logs?follow client stopped reading; closing its stream');
         res.destroy();

@@ -30,6 +30,14 @@ export interface EmperorOptions {
   clock?: Clock;
   /** The operator's defaults and ceilings (emperor.ini); the built-in ones when absent. */
   limits?: OperatorLimits;
+  /** Shorter stall and frame timeouts for customer streams (tests; docs/security.md has the defaults). */
+  timeouts?: StreamTimeouts;
+}
+
+/** How long a customer's stream may stall (not read its output) or leave a frame half-sent. */
+export interface StreamTimeouts {
+  stallMs?: number;
+  frameTimeoutMs?: number;
 }
 
 /** Connections one customer may hold across all their sockets (docs/security.md). */
@@ -80,7 +88,7 @@ export class Emperor {
     const name = this.#nameOf(file);
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers });
+      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.
@@ -141,7 +149,11 @@ export class Emperor {
     }
     await this.#control?.close();
     rmSync(join(this.options.runDir, 'control.sock'), { force: true });
-    removeCgroupParent(this.options.cgroupParent);
+    try {
+      removeCgroupParent(this.options.cgroupParent);
+    } catch (err) {
+      this.options.log.error({ err }, 'the jails\' cgroup parent could not be removed');
+    }
     this.options.log.info('emperor stopped');
   }
 

@@ -14,6 +14,7 @@ import { LogFile } from './log-file.js';
 import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
 import { classifyChange } from './spec-diff.js';
 import type { CustomerBudget } from './customer-budget.js';
+import type { StreamTimeouts } from './emperor.js';
 
 /** A wait of a spawn or reload that a stop, restart or shutdown cut short; not a failure of the vassal. */
 export class Cancelled extends Error {}
@@ -52,6 +53,7 @@ export interface VassalContext {
   customerControl?: (vassal: string, path: string, uid: number, gid: number) => { listen(): Promise<void>; close(): Promise<void> };
   /** Connections each customer may hold across their sockets (pty sessions count). */
   customers?: CustomerBudget;
+  timeouts?: StreamTimeouts;
 }
 
 /** The app: one process in the jail, with its log and start time. */
@@ -358,6 +360,7 @@ export class Vassal {
       const uid = spec.uid as number;
       this.#router = new PtyRouter(jail, join(this.#runDir, 'pty.sock'), (ev) => this.#ctx.log[ev.event === 'refused' || ev.event === 'bad-client' ? 'warn' : 'info']({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`), {
         maxSessions: spec.ptySessions,
+        ...this.#ctx.timeouts,
         ...(customers === undefined ? {} : { admit: () => customers.admit(uid) }),
       });
       await this.#router.listen();

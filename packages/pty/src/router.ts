@@ -19,6 +19,8 @@ const IN_HIGH_WATER = 256 * 1024;
 const IN_LOW_WATER = 64 * 1024;
 /** A frame that stays incomplete this long closes the session (a client that sends half a frame and stalls). */
 export const FRAME_TIMEOUT_MS = 30_000;
+/** Output the client has not read for this long (with the source paused) closes the session. */
+export const STALL_MS = 60_000;
 
 const loginShell = (uid: number): string => {
   try {
@@ -47,6 +49,9 @@ export interface RouterOptions {
    * or undefined when the customer has too many already.
    */
   admit?: () => (() => void) | undefined;
+  /** See {@link FRAME_TIMEOUT_MS} and {@link STALL_MS} (tests shorten them). */
+  frameTimeoutMs?: number;
+  stallMs?: number;
 }
 
 /** The bytes node-pty has queued towards the pty and not written yet (its write queue is unbounded). */
@@ -72,6 +77,8 @@ export class PtyRouter {
   readonly #jail: Jail;
   readonly #server: Server;
   readonly #sessions = new Set<() => void>();
+  /** Every connection, in a session or not yet (or no longer): close() ends them all. */
+  readonly #sockets = new Set<Socket>();
   readonly #onEvent: (e: RouterEvent) => void;
   readonly #options: RouterOptions;
 
@@ -101,6 +108,7 @@ export class PtyRouter {
   /** Ends every session and stops listening; never throws, whatever the customer left at the socket's path. */
   async close(): Promise<void> {
     for (const end of this.#sessions) end();
+    for (const s of this.#sockets) s.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     removeSocketFile(this.path);
   }
@@ -111,6 +119,8 @@ export class PtyRouter {
   }
 
   #admit(sock: Socket): void {
+    this.#sockets.add(sock);
+    sock.once('close', () => this.#sockets.delete(sock));
     const max = this.#options.maxSessions ?? 4;
     const refuse = (reason: string) => {
       this.#onEvent({ event: 'refused', reason });
@@ -136,9 +146,28 @@ export class PtyRouter {
     let outPaused = false;
     let inPoll: NodeJS.Timeout | undefined;
     let frameTimer: NodeJS.Timeout | undefined;
+    let stallTimer: NodeJS.Timeout | undefined;
+    /** True while the router itself stopped reading the client (backpressure): no frame timeout runs then. */
+    let inPaused = false;
+    const pauseInput = (pause: boolean) => {
+      inPaused = pause;
+      if (pause) {
+        clearTimeout(frameTimer);
+        sock.pause();
+      } else {
+        sock.resume();
+        armFrameTimer();
+      }
+    };
+    const armFrameTimer = () => {
+      clearTimeout(frameTimer);
+      const frameMs = this.#options.frameTimeoutMs ?? FRAME_TIMEOUT_MS;
+      frameTimer = reader.pending === 0 || inPaused ? undefined : setTimeout(() => badClient(`a frame stayed incomplete for ${frameMs / 1000} s (${reader.pending} bytes)`), frameMs);
+    };
     const end = () => {
       clearInterval(inPoll);
       clearTimeout(frameTimer);
+      clearTimeout(stallTimer);
       pty?.kill('SIGHUP');
       cmd?.kill('SIGHUP');
       sock.destroy();
@@ -152,6 +181,10 @@ export class PtyRouter {
     };
     const pauseOutput = (pause: boolean) => {
       outPaused = pause;
+      clearTimeout(stallTimer);
+      // Paused output is the client's to read; one that reads nothing for this long is gone or hostile.
+      const stallMs = this.#options.stallMs ?? STALL_MS;
+      stallTimer = pause ? setTimeout(() => badClient(`the client read no output for ${stallMs / 1000} s (${sock.writableLength} bytes waiting)`), stallMs) : undefined;
       for (const s of [cmd?.subprocess.stdout, cmd?.subprocess.stderr]) {
         if (pause) s?.pause();
         else s?.resume();
@@ -177,6 +210,7 @@ export class PtyRouter {
       sock.end();
       clearInterval(inPoll);
       clearTimeout(frameTimer);
+      clearTimeout(stallTimer);
       this.#sessions.delete(end);
     };
     const spec = this.#jail.spec;
@@ -212,21 +246,21 @@ export class PtyRouter {
       if (pty) {
         pty.write(data);
         if (ptyQueued(pty) > IN_HIGH_WATER && inPoll === undefined) {
-          sock.pause();
+          pauseInput(true);
           // node-pty has no drain event: look at its queue until the shell has read enough.
           inPoll = setInterval(() => {
             if (pty !== undefined && ptyQueued(pty) > IN_LOW_WATER) return;
             clearInterval(inPoll);
             inPoll = undefined;
-            sock.resume();
+            pauseInput(false);
           }, 20);
         }
         return;
       }
       const stdin = cmd?.subprocess.stdin;
-      if (stdin && !stdin.destroyed && !stdin.write(data)) {
-        sock.pause();
-        stdin.once('drain', () => sock.resume());
+      if (stdin && !stdin.destroyed && !stdin.write(data) && !inPaused) {
+        pauseInput(true);
+        stdin.once('drain', () => pauseInput(false));
       }
     };
     const apply = (f: Frame) => {
@@ -279,8 +313,7 @@ export class PtyRouter {
         return badClient(e instanceof FrameError ? e.message : String(e));
       }
       // The reader holds at most one unfinished frame (64 KiB); one that never completes closes the session.
-      clearTimeout(frameTimer);
-      frameTimer = reader.pending === 0 ? undefined : setTimeout(() => badClient(`a frame stayed incomplete for ${FRAME_TIMEOUT_MS / 1000} s (${reader.pending} bytes)`), FRAME_TIMEOUT_MS);
+      armFrameTimer();
     });
     sock.on('close', () => {
       clearTimeout(grace);
