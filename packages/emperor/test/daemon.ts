@@ -120,6 +120,35 @@ if (requireJails(t)) {
     t.match(away.stderr, /^emperor: expected the emperor's control socket at \/nonexistent\/control\.sock, got ENOENT \(is the emperor running\? pass --run-dir/);
   });
 
+  t.test('SIGTERM always exits within the largest stop-timeout plus a few seconds: a spawn waiting for readiness and a vassal ignoring TERM', async (t) => {
+    const d = await daemon(t, {
+      'waiting.ini': '[uwsgi]\nuid = demo-alice\nready = notify\nready-timeout = 30m\ncommand = sleep 600\n',
+      'stubborn.ini': "[uwsgi]\nuid = demo-bob\nstop-timeout = 2s\ncommand = trap '' TERM; while :; do sleep 1; done\n",
+    });
+    await d.until(() => (JSON.parse(d.cli('status', '--json').stdout) as Array<{ name: string; state: string }>).some((v) => v.name === 'stubborn' && v.state === 'running'), 'stubborn running');
+    await d.until(() => (JSON.parse(d.cli('status', '--json').stdout) as Array<{ name: string; state: string }>).some((v) => v.name === 'waiting' && v.state === 'spawning'), 'waiting spawning');
+    await new Promise((r) => setTimeout(r, 500));
+    d.proc.kill('SIGTERM');
+    // Bounded by the largest stop-timeout (2 s) plus the shutdown grace (3 s): only a hang can miss 20 s.
+    const code = await Promise.race([d.exited, new Promise<string>((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+    t.equal(code, 0, 'exited 0');
+    t.same(readdirSync(join(d.runDir, 'vassals')), [], 'run dirs removed');
+  });
+
+  t.test('emperor.ini ceilings: a vassal asking for more is invalid with the ceiling and where it is set; a bad emperor.ini stops the daemon with every line', async (t) => {
+    const root = mkdtempSync(join(tmpdir(), 'emperor-test-ini-'));
+    t.teardown(() => rmSync(root, { recursive: true, force: true }));
+    writeFileSync(join(root, 'emperor.ini'), '[emperor]\nmemory-limit = lots\ncolour = blue\n');
+    const bad = spawnSync(emperorBin, ['--config', join(root, 'emperor.ini'), root], { encoding: 'utf8' });
+    t.equal(bad.status, 64);
+    t.equal(bad.stderr, `emperor: ${root}/emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"\nemperor: ${root}/emperor.ini:3: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, tyrant-vassals-per-uid, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, got "colour"\n`);
+    writeFileSync(join(root, 'emperor.ini'), '[emperor]\nmax-memory-limit = 256M\nmemory-limit = 128M\n');
+    writeFileSync(join(root, 'big.ini'), '[uwsgi]\nuid = demo-alice\nmemory-limit = 1G\ncommand = sleep 60\n');
+    const check = spawnSync(emperorBin, ['check', '--config', join(root, 'emperor.ini'), join(root, 'big.ini')], { encoding: 'utf8' });
+    t.equal(check.status, 1);
+    t.equal(check.stderr, `${root}/big.ini:3: memory-limit: expected at most 256M (max-memory-limit, set in ${root}/emperor.ini:2), got 1G (ask for 256M or less, or have the operator raise max-memory-limit in emperor.ini)\n`);
+  });
+
   t.test('the daemon refuses bad command lines clearly', async (t) => {
     const nodir = spawnSync(emperorBin, ['/nonexistent/vassals', '--run-dir', '/tmp/x'], { encoding: 'utf8' });
     t.equal(nodir.status, 64);

@@ -1,0 +1,68 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { requireJails, startEmperor } from './fixtures/emperor.js';
+import { asCustomer, PY_FRAME } from './fixtures/hostile.js';
+
+const MiB = 1024 * 1024;
+
+if (requireJails(t)) {
+  t.test('a vassal file with no limit keys gets the operator\'s defaults: cgroup limits, rlimits on every process, a small run dir', async (t) => {
+    const e = await startEmperor(t);
+    e.write('plain.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 600');
+    e.write('other.ini', '[uwsgi]', 'uid = demo-bob', 'command = sleep 600');
+    await e.waitFor((x) => x.vassal === 'plain' && x.event === 'spawned');
+    await e.waitFor((x) => x.vassal === 'other' && x.event === 'spawned');
+    const jail = e.emperor.vassals.get('plain')?.jail;
+    const dir = (c: string) => jail?.cgroups.dirs.find((d) => d.includes(`/${c}/`)) as string;
+    t.equal(readFileSync(join(dir('pids'), 'pids.max'), 'utf8').trim(), '512', 'pids.max');
+    t.equal(readFileSync(join(dir('memory'), 'memory.limit_in_bytes'), 'utf8').trim(), String(512 * MiB), 'memory limit');
+    t.equal(readFileSync(join(dir('cpu'), 'cpu.cfs_quota_us'), 'utf8').trim(), '100000', 'one CPU');
+    const r = await asCustomer(jail, `
+import resource, os
+for n in ('NOFILE', 'NPROC', 'CORE', 'MEMLOCK', 'STACK', 'FSIZE', 'AS'):
+    s, h = resource.getrlimit(getattr(resource, 'RLIMIT_' + n))
+    print(n, s, h)
+st = os.statvfs('/run')
+print('run', st.f_blocks * st.f_frsize, st.f_files)
+try:
+    with open('/run/fill', 'wb') as f:
+        for _ in range(64): f.write(b'x' * (1 << 20))
+    print('filled')
+except OSError as ex:
+    print('full', ex.errno)
+os.unlink('/run/fill')
+`);
+    t.equal(r.code, 0, r.stderr);
+    const lines = Object.fromEntries(r.stdout.trim().split('\n').map((l) => [l.split(' ')[0], l.split(' ').slice(1).join(' ')]));
+    const INF = '-1 -1';
+    t.same(lines, {
+      NOFILE: '1024 4096', NPROC: '4096 4096', CORE: '0 0', MEMLOCK: `${8 * MiB} ${8 * MiB}`, STACK: `${8 * MiB} ${64 * MiB}`, FSIZE: `${16 * 1024 * MiB} ${16 * 1024 * MiB}`, AS: INF,
+      run: `${16 * MiB} 4096`, full: '28',
+    }, 'rlimits as set by the helper; /run is a 16M tmpfs, and filling it fails with ENOSPC');
+    t.equal(e.emperor.vassals.get('other')?.state, 'running', 'the neighbour is untouched');
+  });
+
+  t.test('a user without a home directory runs from /, for the app and a pty login (daemons and cron go through the same exec), and the emperor says so once', async (t) => {
+    const e = await startEmperor(t);
+    e.write('homeless.ini', '[uwsgi]', 'uid = demo-nohome', 'command = echo "pwd=$(pwd) home=$HOME"; sleep 600');
+    await e.waitFor((x) => x.vassal === 'homeless' && x.event === 'spawned');
+    const v = e.emperor.vassals.get('homeless');
+    t.equal(v?.state, 'running', 'not cursed');
+    await new Promise((r) => setTimeout(r, 300));
+    t.equal(readFileSync(join(e.root, 'log', 'homeless', 'app.log'), 'utf8'), 'pwd=/ home=/\n');
+    const r = await asCustomer(v?.jail, `${PY_FRAME}
+s = pty({'command': 'echo "login pwd=$(pwd) home=$HOME"'})
+s.settimeout(10)
+got = b''
+while True:
+    d = s.recv(65536)
+    if not d: break
+    got += d
+print(got[4:].decode(errors='replace'))
+`);
+    t.match(r.stdout, /login pwd=\/ home=\//, r.stderr);
+    await v?.reload();
+    t.equal(e.logs.filter((l) => l.vassal === 'homeless' && /home \/nonexistent does not exist/.test(l.msg)).length, 1, 'said once');
+  });
+}
