@@ -15,24 +15,9 @@ import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
 import { classifyChange } from './spec-diff.js';
 import type { CustomerBudget } from './customer-budget.js';
 import type { StreamTimeouts } from './emperor.js';
+import { CustomerRequests } from './customer-requests.js';
+import { Cancelled, readiness } from './readiness.js';
 
-/** A wait of a spawn or reload that a stop, restart or shutdown cut short; not a failure of the vassal. */
-export class Cancelled extends Error {}
-
-/** Resolves with `value` after `ms`; the timer is cleared when `signal` aborts. */
-const after = <T>(ms: number, value: T, signal: AbortSignal): Promise<T> =>
-  new Promise((resolve) => {
-    const t = setTimeout(() => resolve(value), ms);
-    signal.addEventListener('abort', () => clearTimeout(t), { once: true });
-  });
-
-/** Resolves with 'aborted' when `signal` aborts. */
-const aborted = (signal: AbortSignal): Promise<'aborted'> =>
-  new Promise((resolve) => (signal.aborted ? resolve('aborted') : signal.addEventListener('abort', () => resolve('aborted'), { once: true })));
-
-/** Customer reload/restart requests: a burst of this many, then one per refill interval. */
-const CUSTOMER_BURST = 3;
-const CUSTOMER_REFILL_MS = 10_000;
 /** Daemons get at least this long after the app has stopped, even when the app used the whole stop-timeout. */
 const DAEMON_MIN_GRACE_MS = 1_000;
 
@@ -97,8 +82,7 @@ export class Vassal {
   /** Aborted by stop, restart and shutdown: cuts short a spawn or reload waiting for readiness. */
   #cancel = new AbortController();
   #customerPending: 'reload' | 'restart' | undefined;
-  #customerTokens = CUSTOMER_BURST;
-  #customerTokensAt = Date.now();
+  readonly #customerRate = new CustomerRequests();
   #homeWarned = false;
 
   constructor(name: string, ctx: VassalContext) {
@@ -284,22 +268,16 @@ export class Vassal {
 
   /**
    * A reload or restart asked for from the customer's own socket: at most one pending (a restart asked
-   * while a reload waits turns it into a restart), and a burst of {@link CUSTOMER_BURST}, then one per
-   * {@link CUSTOMER_REFILL_MS}, so a customer cannot keep the emperor rebuilding their jail.
+   * while a reload waits turns it into a restart), and {@link CustomerRequests}' rate, so a customer cannot
+   * keep the emperor rebuilding their jail.
    */
   customerRequest(action: 'reload' | 'restart'): { outcome: 'accepted' | 'coalesced' } | { outcome: 'rate-limited'; retryAfterMs: number } {
     if (this.#customerPending !== undefined) {
       if (action === 'restart') this.#customerPending = 'restart';
       return { outcome: 'coalesced' };
     }
-    const now = Date.now();
-    const refilled = Math.floor((now - this.#customerTokensAt) / CUSTOMER_REFILL_MS);
-    if (refilled > 0) {
-      this.#customerTokens = Math.min(CUSTOMER_BURST, this.#customerTokens + refilled);
-      this.#customerTokensAt = this.#customerTokens === CUSTOMER_BURST ? now : this.#customerTokensAt + refilled * CUSTOMER_REFILL_MS;
-    }
-    if (this.#customerTokens === 0) return { outcome: 'rate-limited', retryAfterMs: this.#customerTokensAt + CUSTOMER_REFILL_MS - now };
-    this.#customerTokens--;
+    const wait = this.#customerRate.take();
+    if (wait > 0) return { outcome: 'rate-limited', retryAfterMs: wait };
     this.#customerPending = action;
     void this.#queue.then(() => {
       const a = this.#customerPending ?? action;
@@ -413,7 +391,7 @@ export class Vassal {
       return undefined;
     }
     if (notify !== undefined) {
-      const how = await Promise.race([proc.ready.then(() => 'ready' as const), proc.exited.then(() => 'exited' as const), after(spec.readyTimeoutMs, 'timeout' as const, signal), aborted(signal)]);
+      const how = await readiness(proc.ready, proc.exited, spec.readyTimeoutMs, signal);
       if (how === 'aborted') {
         giveUp();
         throw new Cancelled();

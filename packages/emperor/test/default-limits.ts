@@ -53,13 +53,7 @@ os.unlink('/run/fill')
     t.equal(readFileSync(join(e.root, 'log', 'homeless', 'app.log'), 'utf8'), 'pwd=/ home=/\n');
     const r = await asCustomer(v?.jail, `${PY_FRAME}
 s = pty({'command': 'echo "login pwd=$(pwd) home=$HOME"'})
-s.settimeout(10)
-got = b''
-while True:
-    d = s.recv(65536)
-    if not d: break
-    got += d
-print(got[4:].decode(errors='replace'))
+print(read_all(s)[4:].decode(errors='replace'))
 `);
     t.match(r.stdout, /login pwd=\/ home=\//, r.stderr);
     await v?.reload();
