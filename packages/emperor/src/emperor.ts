@@ -144,8 +144,8 @@ export class Emperor {
     clearTimeout(timer);
     if (!stopped) {
       this.options.log.error({ boundMs: bound }, 'vassals did not stop in time; killing their jails');
-      for (const v of all) v.jail?.kill();
-      await Promise.race([Promise.all(all.map((v) => v.jail?.exited)), new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS))]);
+      for (const v of all) v.kill();
+      await Promise.race([Promise.all(all.map((v) => v.settled())), new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS))]);
     }
     await this.#control?.close();
     rmSync(join(this.options.runDir, 'control.sock'), { force: true });

@@ -84,6 +84,8 @@ export class Vassal {
   #customerPending: 'reload' | 'restart' | undefined;
   readonly #customerRate = new CustomerRequests();
   #homeWarned = false;
+  /** The jail a teardown is stopping (no longer `jail`), for {@link kill}. */
+  #stoppingJail: Jail | undefined;
 
   constructor(name: string, ctx: VassalContext) {
     this.name = name;
@@ -258,6 +260,11 @@ export class Vassal {
       await this.#teardown();
       await this.#spawn(this.spec);
     });
+  }
+
+  /** SIGKILL to the vassal's jail, running or being stopped (a shutdown past its deadline). */
+  kill(): void {
+    (this.jail ?? this.#stoppingJail)?.kill();
   }
 
   /** Cuts short whatever spawn or reload is waiting (readiness, a smart daemon), so what comes next runs now. */
@@ -530,7 +537,9 @@ export class Vassal {
     await step('stopping the daemons', () => this.#stopDaemons(Math.max(deadline, Date.now() + Math.min(DAEMON_MIN_GRACE_MS, spec?.stopTimeoutMs ?? 0))));
     const jail = this.jail;
     this.jail = undefined;
+    this.#stoppingJail = jail;
     if (jail !== undefined) await step('stopping the jail', () => jail.stop());
+    this.#stoppingJail = undefined;
     const runDir = this.#runDir;
     this.#runDir = undefined;
     if (runDir !== undefined) await step('removing the run dir', () => removeRunDir(runDir));
