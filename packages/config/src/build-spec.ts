@@ -79,6 +79,7 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
   const tmpSizeBytes = bounded('tmp-size');
   const runDirSizeBytes = bounded('run-dir-size');
   const ptySessions = bounded('pty-sessions');
+  const stopTimeoutMs = bounded('stop-timeout');
   (v.rlimit ?? []).forEach((r, i) => {
     const over = rlimitOverCeiling(r.name, r.value[1], limits);
     if (over !== undefined) problems.push({ code: 'EMPEROR_ERR_CONFIG_LIMIT', file: ctx.file, line: ctx.lines.get('rlimit')?.[i], key: 'rlimit', message: over.message, hint: over.hint });
@@ -113,7 +114,7 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     readyTimeoutMs: v['ready-timeout'] ?? DEFAULTS.readyTimeoutMs,
     stopSignal: v['stop-signal'] ?? DEFAULTS.stopSignal,
     reloadSignal: v['reload-signal'] ?? DEFAULTS.reloadSignal,
-    stopTimeoutMs: v['stop-timeout'] ?? DEFAULTS.stopTimeoutMs,
+    stopTimeoutMs,
     rootfs: v.rootfs ?? DEFAULTS.rootfs,
     hostname: v.hostname ?? defaultHostname(ctx.name),
     unshare: v.unshare ?? [...DEFAULTS.unshare],

@@ -3,6 +3,7 @@ import { BOUNDED_KEYS, builtinLimits, type Bound, type OperatorLimits } from './
 import { ConfigError, type ConfigProblem } from './problem.js';
 import { parseBool, parseInteger } from './values/basic.js';
 import { Invalid, show } from './values/invalid.js';
+import { parseDuration } from './values/duration.js';
 import { parseRlimit, parseRlimitMax, showRlimit } from './values/rlimit.js';
 import { parseSize } from './values/size.js';
 
@@ -32,6 +33,7 @@ const PARSERS: Record<keyof typeof BOUNDED_KEYS, (raw: unknown) => number> = {
   'tmp-size': (r) => parseSize(r, 1024 ** 2, 64 * G),
   'run-dir-size': (r) => parseSize(r, 1024 ** 2, 64 * G),
   'pty-sessions': (r) => parseInteger(r, 0, 1000, 'a number of sessions'),
+  'stop-timeout': (r) => parseDuration(r, 3_600_000),
 };
 const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'tyrant-vassals-per-uid', 'rlimit', 'max-rlimit'];
 const KNOWN = [...PLAIN, ...Object.keys(BOUNDED_KEYS).flatMap((k) => [k, `max-${k}`])];

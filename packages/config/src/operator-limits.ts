@@ -30,6 +30,8 @@ export interface OperatorLimits {
   tmpSize: Bound;
   runDirSize: Bound;
   ptySessions: Bound;
+  /** Milliseconds: bounds how long one vassal can hold up a stop and the emperor's shutdown. */
+  stopTimeout: Bound;
   rlimits: Record<RlimitName, RlimitBound>;
   /** Tyrant mode: how many vassal files one uid may have running. */
   vassalsPerUid: { value: number; from: string };
@@ -54,6 +56,7 @@ export const builtinLimits = (): OperatorLimits => ({
   tmpSize: bound(64 * M, G),
   runDirSize: bound(16 * M, 256 * M),
   ptySessions: bound(4, 32),
+  stopTimeout: bound(10_000, 300_000),
   rlimits: {
     nofile: rl(1024, 4096, 65_536),
     nproc: rl(4096, 4096, 65_536),
@@ -75,6 +78,7 @@ export const BOUNDED_KEYS = {
   'tmp-size': { limit: 'tmpSize', show: human },
   'run-dir-size': { limit: 'runDirSize', show: human },
   'pty-sessions': { limit: 'ptySessions', show: String },
+  'stop-timeout': { limit: 'stopTimeout', show: (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`) },
 } as const satisfies Record<string, { limit: keyof OperatorLimits; show: (n: number) => string }>;
 
 /** A bounded vassal key. */

@@ -72,7 +72,6 @@ export const DEFAULTS = {
   readyTimeoutMs: 60_000,
   stopSignal: 'SIGTERM',
   reloadSignal: 'SIGHUP',
-  stopTimeoutMs: 10_000,
   rootfs: 'host',
   unshare: ['fs', 'ipc', 'uts', 'net', 'pid'],
   pty: true,
