@@ -138,8 +138,11 @@ int relay_until_exit(pid_t child, int master, int notify)
 						exited = true;
 				} else if (sig == SIGWINCH && master >= 0) {
 					copy_winsize(master);
-				} else {
-					/* To the whole process group: the child is a session leader, its group is its pid. */
+				} else if (!exited) {
+					/*
+					 * To the whole process group: the child is a session leader, its group is its pid.
+					 * Never once it is reaped: its pid (and group id) may belong to someone else by now.
+					 */
 					kill(-child, sig);
 				}
 			}

@@ -61,10 +61,12 @@ t.test('broken yaml names the line', async (t) => {
 });
 
 t.test('duplicate keys in yaml and json are errors naming the second one', async (t) => {
-  t.same(lines(await bad('a.yaml', 'uid: www-data\ncommand: x\nuid: nobody\n')), ['a.yaml:3: expected each key once, got a duplicate key (give a single-valued key once; use a list for repeatable keys)']);
+  t.same(lines(await bad('a.yaml', 'uid: www-data\ncommand: x\nuid: nobody\n')), ['a.yaml:3: uid: expected each key once, got "uid" a second time (give a single-valued key once; use a list for repeatable keys)']);
   const [p] = await bad('a.json', '{"uid": "www-data",\n"command": "x",\n"command": "y"}');
   t.equal(p?.code, 'EMPEROR_ERR_CONFIG_DUPLICATE_KEY');
   t.equal(p?.line, 3);
+  t.equal(p?.key, 'command', 'the key is named');
+  t.equal(p?.message, 'expected each key once, got "command" a second time');
 });
 
 t.test('more than one yaml document is refused', async (t) => {

@@ -115,6 +115,8 @@ t.test('uid: names and numbers; root and unknown names are refused', async (t) =
   t.same(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nuid = root\n')), ['k.ini:3: uid: expected an existing user name or a uid other than 0, got "root", which is uid 0 (a vassal never runs as root; create an unprivileged user for it)']);
   t.same(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nuid = 0\n')), ['k.ini:3: uid: expected an existing user name or a uid other than 0, got "0" (a vassal never runs as root; create an unprivileged user for it)']);
   t.same(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nuid = nosuchuser\n')), ['k.ini:3: uid: expected an existing user name or a uid other than 0, got unknown user "nosuchuser" (create it (useradd nosuchuser) or use a uid)']);
+  // getent gets `--` first: a name that looks like an option is looked up, never obeyed (it printed help).
+  t.same(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nuid = --help\n')), ['k.ini:3: uid: expected an existing user name or a uid other than 0, got unknown user "--help" (create it (useradd --help) or use a uid)']);
   t.same(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nuid = 4294967295\n')), ['k.ini:3: uid: expected an existing user name or a uid other than 0, got "4294967295"']);
 });
 

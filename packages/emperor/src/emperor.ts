@@ -1,15 +1,16 @@
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { basename, extname, join } from 'node:path';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { builtinLimits, checkVassalFile, clearUserCache, type CheckResult, type OperatorLimits } from '@emperor/config';
 import { removeCgroupParent } from '@emperor/jail';
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
 import type { Clock } from './cron-scheduler.js';
 import { ControlServer } from './control-server.js';
+import { VassalNames } from './vassal-names.js';
 import { CustomerBudget } from './customer-budget.js';
 import { EventBus } from './events.js';
-import { Monitor } from './monitor.js';
+import { isVassalFile, Monitor } from './monitor.js';
 import { Vassal } from './vassal.js';
 
 /** How an emperor runs. */
@@ -58,6 +59,7 @@ export class Emperor {
   readonly limits: OperatorLimits;
   /** The identity (inode, size, mtime) of each file as last loaded: a repeated event for it is not a change. */
   readonly #seen = new Map<string, string>();
+  readonly #names = new VassalNames();
   #monitor: Monitor | undefined;
   #control: ControlServer | undefined;
   #stopping = false;
@@ -79,13 +81,11 @@ export class Emperor {
     this.options.log.info({ dir: this.options.dir, runDir: this.options.runDir }, 'emperor governing');
   }
 
-  #nameOf(file: string): string {
-    return basename(file, extname(file));
-  }
-
   async #changed(file: string): Promise<void> {
     if (this.#stopping) return;
-    const name = this.#nameOf(file);
+    const claim = this.#names.claim(file);
+    if (!claim.ok) return this.#duplicate(file, claim.name, claim.holder);
+    const name = claim.name;
     let v = this.vassals.get(name);
     if (v === undefined) {
       v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
@@ -98,8 +98,21 @@ export class Emperor {
     if (this.#seen.get(name) === id) return;
     this.#seen.set(name, id);
     clearUserCache();
-    const result = this.#perUid(name, await checkVassalFile(file, { tyrant: this.options.tyrant, noFollow: this.options.tyrant, limits: this.limits }));
+    const result = this.#sameOwner(v, this.#perUid(name, await checkVassalFile(file, { tyrant: this.options.tyrant, noFollow: this.options.tyrant, limits: this.limits })));
     await v.load(result);
+  }
+
+  /** A second file for a name in use: refused and reported; the vassal of the first is not touched. */
+  #duplicate(file: string, name: string, holder: string): void {
+    const problem = `${file}: expected a vassal name no other file uses, got ${JSON.stringify(VassalNames.nameOf(file))}, which ${holder} uses (names are compared without extension and case; remove one of the two files)`;
+    this.options.log.warn({ vassal: name, file, holder, code: 'EMPEROR_ERR_CONFIG_NAME' }, problem);
+    this.bus.publish(name, 'invalid', { file, duplicateOf: holder, problems: [problem], running: this.vassals.get(name)?.jail !== undefined });
+  }
+
+  /** Tyrant mode: a vassal's name belongs to the uid of its running file; a file of another owner is refused. */
+  #sameOwner(v: Vassal, result: CheckResult): CheckResult {
+    if (!this.options.tyrant || !result.ok || v.spec === undefined || v.jail === undefined || v.spec.uid === result.spec.uid) return result;
+    return { ok: false, problems: [{ code: 'EMPEROR_ERR_CONFIG_USER', file: result.spec.file, message: `expected the owner of the running vassal (uid ${v.spec.uid}), got a file owned by uid ${result.spec.uid}`, hint: 'a vassal belongs to the customer whose file started it; remove it first' }] };
   }
 
   /** Tyrant mode: a uid gets at most tyrant-vassals-per-uid vassals; one more file is refused (invalid). */
@@ -113,15 +126,23 @@ export class Emperor {
   }
 
   async #removed(file: string): Promise<void> {
-    const name = this.#nameOf(file);
+    const name = this.#names.release(file);
+    if (name === undefined) return; // a refused duplicate went away: nothing ran from it
     const v = this.vassals.get(name);
     if (v === undefined) return;
     this.#seen.delete(name);
     await v.stop();
     // A file of the same name may have come back while it stopped.
-    if (this.vassals.get(name) === v && v.state === 'stopped') {
+    if (this.vassals.get(name) === v && v.state === 'stopped' && this.#names.holder(name) === undefined) {
       this.vassals.delete(name);
       this.bus.publish(name, 'removed');
+    }
+    // A duplicate refused while this file held the name may now have it.
+    if (this.#names.holder(name) === undefined && !this.#stopping) {
+      for (const other of readdirSync(this.options.dir)) {
+        const path = join(this.options.dir, other);
+        if (isVassalFile(other) && VassalNames.same(path, file)) return this.#changed(path);
+      }
     }
   }
 

@@ -31,6 +31,13 @@ if (requireJails(t)) {
     t.match(r.stdout, /Seccomp:\s+2/, 'filter mode');
   });
 
+  t.test('io_uring is denied: io_uring_setup fails with EPERM', async (t) => {
+    const jail = await makeJail(t, specOf('iso-uring'));
+    // 425 is io_uring_setup on x86_64 and arm64 alike.
+    const r = await sh(jail, `python3 -c "import ctypes, ctypes.util; libc = ctypes.CDLL(None, use_errno=True); p = ctypes.create_string_buffer(120); print(libc.syscall(425, 1, p), ctypes.get_errno())"`);
+    t.equal(r.stdout.trim(), '-1 1', 'EPERM');
+  });
+
   t.test('a setuid-root binary gains nothing', async (t) => {
     const dir = mkdtempSync(join(tmpdir(), 'emperor-suid-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));

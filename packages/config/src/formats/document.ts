@@ -12,9 +12,9 @@ const WRAPPERS = ['uwsgi', 'vassal'];
 export const readDocument = (text: string, file: string, format: 'json' | 'yaml'): ReadResult => {
   const lc = new LineCounter();
   const lineOf = (offset: number | undefined): number | undefined => (offset === undefined ? undefined : lc.linePos(offset).line);
-  const fail = (message: string, line?: number, code: ConfigProblem['code'] = 'EMPEROR_ERR_CONFIG_SYNTAX', hint?: string): ReadResult => ({
+  const fail = (message: string, line?: number, code: ConfigProblem['code'] = 'EMPEROR_ERR_CONFIG_SYNTAX', hint?: string, key?: string): ReadResult => ({
     entries: [],
-    problems: [{ code, file, line, message, hint }],
+    problems: [{ code, file, line, message, hint, key }],
   });
   if (text.trim() === '') return fail(`expected a ${format} object of vassal keys, got an empty file`, undefined, 'EMPEROR_ERR_CONFIG_SECTION');
   if (format === 'json') {
@@ -34,9 +34,14 @@ export const readDocument = (text: string, file: string, format: 'json' | 'yaml'
   const doc = docs[0] as Document.Parsed;
   const err = doc.errors[0];
   if (err !== undefined) {
-    const dup = err.code === 'DUPLICATE_KEY';
     const first = err.message.split('\n')[0] ?? err.message;
-    return fail(dup ? `expected each key once, got a duplicate key` : `expected valid ${format}, got ${first.replace(/ at line \d+, column \d+.*$/, '')}`, lineOf(err.pos[0]), dup ? 'EMPEROR_ERR_CONFIG_DUPLICATE_KEY' : 'EMPEROR_ERR_CONFIG_SYNTAX', dup ? 'give a single-valued key once; use a list for repeatable keys' : undefined);
+    if (err.code === 'DUPLICATE_KEY') {
+      // The parser points at the second occurrence of the key: name it (json keys come quoted).
+      const raw = /^("(?:[^"\\\n]|\\.)*"|'[^'\n]*'|[^:\s]+)/.exec(text.slice(err.pos[0]))?.[1] ?? '';
+      const key = raw.replace(/^["']|["']$/g, '').slice(0, 64);
+      return fail(`expected each key once, got ${JSON.stringify(key)} a second time`, lineOf(err.pos[0]), 'EMPEROR_ERR_CONFIG_DUPLICATE_KEY', 'give a single-valued key once; use a list for repeatable keys', key);
+    }
+    return fail(`expected valid ${format}, got ${first.replace(/ at line \d+, column \d+.*$/, '')}`, lineOf(err.pos[0]));
   }
   let root: unknown = doc.contents;
   if (root === null || (isScalar(root) && root.value === null)) return fail(`expected a ${format} object of vassal keys, got an empty document`, undefined, 'EMPEROR_ERR_CONFIG_SECTION');

@@ -16,7 +16,7 @@ const getent = (db: 'passwd' | 'group', key: string): DbEntry | null => {
   const k = `${db}:${key}`;
   if (cache.has(k)) return cache.get(k) ?? null;
   // getent exits 2 for "not found"; reject: false keeps that an answer, not an exception.
-  const r = execaSync('getent', [db, key], { reject: false, timeout: 5000 });
+  const r = execaSync('getent', [db, '--', key], { reject: false, timeout: 5000 }); // '--': a key like --help is a key, not an option
   let entry: DbEntry | null = null;
   if (r.exitCode === 0 && typeof r.stdout === 'string') {
     const f = r.stdout.split('\n')[0]?.split(':') ?? [];
