@@ -1,6 +1,6 @@
 /** Where a command writes; tests pass their own streams. */
 export interface Io {
-  stdout: { write(s: string): unknown };
+  stdout: { write(s: string): unknown; isTTY?: boolean };
   stderr: { write(s: string): unknown };
 }
 

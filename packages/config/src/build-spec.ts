@@ -29,6 +29,7 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     env[k] = val;
   });
 
+  const limits = ctx.options.limits ?? builtinLimits();
   let uid = v.uid?.uid;
   let gid = v.gid?.gid ?? v.uid?.gid;
   let home = v.uid?.home;
@@ -36,6 +37,9 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     const owner = ctx.options.owner;
     if (owner === undefined || owner.uid === 0 || owner.gid === 0) {
       problems.push({ code: 'EMPEROR_ERR_CONFIG_USER', file: ctx.file, message: `expected a file owned by an unprivileged user and group (tyrant mode), got ${owner === undefined ? 'no owner' : `owner ${owner.uid}:${owner.gid}`}`, hint: 'chown the vassal file to the customer' });
+    } else if (owner.uid < limits.tyrantMinUid.value) {
+      // System users (daemons, www-data, nobody) are not customers: their homes are system directories.
+      problems.push({ code: 'EMPEROR_ERR_CONFIG_USER', file: ctx.file, message: `expected a file owned by a customer, uid ${limits.tyrantMinUid.value} or above (tyrant-min-uid, set in ${limits.tyrantMinUid.from}), got uid ${owner.uid}, a system user`, hint: 'chown the vassal file to the customer\'s own user' });
     } else {
       if (v.uid !== undefined && v.uid.uid !== owner.uid) at('uid', `expected the file owner's uid ${owner.uid} (tyrant mode), got ${v.uid.uid}`, 'in tyrant mode the file owner decides; remove uid', 'EMPEROR_ERR_CONFIG_USER');
       if (v.gid !== undefined && v.gid.gid !== owner.gid) at('gid', `expected the file owner's gid ${owner.gid} (tyrant mode), got ${v.gid.gid}`, 'in tyrant mode the file owner decides; remove gid', 'EMPEROR_ERR_CONFIG_USER');
@@ -55,6 +59,16 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
       if (v[k] !== undefined) at(k, `expected no ${k} in tyrant mode, got one`, 'the operator sets mounts, namespaces and raw cgroup files; customers cannot', 'EMPEROR_ERR_CONFIG_USER');
     }
   }
+  const sockOwner = v['chown-socket'];
+  if (ctx.options.tyrant && sockOwner !== undefined && uid !== undefined && gid !== undefined) {
+    // A socket owned by someone else in the customer's run dir could stand in for that user's service.
+    const web = limits.socketOwners.names.map((n) => safeUser(n)).filter((u) => u !== undefined);
+    const uids = [uid, ...web.map((u) => u.uid)];
+    const gids = [gid, ...web.flatMap((u) => (u.gid === undefined ? [] : [u.gid]))];
+    if (!uids.includes(sockOwner.uid) || !gids.includes(sockOwner.gid)) {
+      at('chown-socket', `expected the file's owner or ${limits.socketOwners.names.join(', ')} (tyrant-socket-owners, set in ${limits.socketOwners.from}), got ${sockOwner.uid}:${sockOwner.gid}`, 'in tyrant mode a socket belongs to you or to the web server', 'EMPEROR_ERR_CONFIG_USER');
+    }
+  }
   if (v.socket === undefined) {
     for (const k of ['chown-socket', 'chmod-socket'] as const) if (v[k] !== undefined) at(k, 'expected a socket key with it, got none', 'add socket = app.sock or remove this key', 'EMPEROR_ERR_CONFIG_MISSING_KEY');
   }
@@ -65,7 +79,6 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     problems.push({ code: 'EMPEROR_ERR_CONFIG_MISSING_KEY', file: ctx.file, key: 'command', message: 'expected something to run (command, an attach-daemon or a cron job), got none', hint: 'add command = ...' });
   }
   // The operator's ceilings: a file may ask for less, never more (docs/security.md).
-  const limits = ctx.options.limits ?? builtinLimits();
   const bounded = (key: BoundedKey): number => {
     const own = v[key];
     if (own === undefined) return (limits[BOUNDED_KEYS[key].limit] as Bound).default;

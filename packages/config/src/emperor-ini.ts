@@ -35,7 +35,7 @@ const PARSERS: Record<keyof typeof BOUNDED_KEYS, (raw: unknown) => number> = {
   'pty-sessions': (r) => parseInteger(r, 0, 1000, 'a number of sessions'),
   'stop-timeout': (r) => parseDuration(r, 3_600_000),
 };
-const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'tyrant-vassals-per-uid', 'rlimit', 'max-rlimit'];
+const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit'];
 const KNOWN = [...PLAIN, ...Object.keys(BOUNDED_KEYS).flatMap((k) => [k, `max-${k}`])];
 
 /**
@@ -84,6 +84,8 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
       if (key === 'tyrant') settings.tyrant = parseBool(value);
       else if (key === 'dir' || key === 'run-dir' || key === 'log-dir' || key === 'cgroup-parent') settings[key] = value;
       else if (key === 'tyrant-vassals-per-uid') limits.vassalsPerUid = { value: parseInteger(value, 1, 100_000, 'a number of vassals'), from: where };
+      else if (key === 'tyrant-min-uid') limits.tyrantMinUid = { value: parseInteger(value, 1, 4_294_967_294, 'a uid'), from: where };
+      else if (key === 'tyrant-socket-owners') limits.socketOwners = { names: value.split(',').map((n) => n.trim()).filter((n) => n !== ''), from: where };
       else if (key === 'rlimit') {
         const r = parseRlimit(value);
         Object.assign(limits.rlimits[r.name], { default: r.value, defaultFrom: where });

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { RLIMIT_NAMES, showRlimit, type RlimitName, type RlimitPair } from './values/rlimit.js';
 import { human } from './values/size.js';
 
@@ -35,7 +36,22 @@ export interface OperatorLimits {
   rlimits: Record<RlimitName, RlimitBound>;
   /** Tyrant mode: how many vassal files one uid may have running. */
   vassalsPerUid: { value: number; from: string };
+  /** Tyrant mode: files owned by a uid below this (system users) are refused. */
+  tyrantMinUid: { value: number; from: string };
+  /** Tyrant mode: the users `chown-socket` may name besides the file's owner (the web server). */
+  socketOwners: { names: string[]; from: string };
 }
+
+/** UID_MIN of /etc/login.defs (where customers' uids start), else 1000. */
+const loginDefsUidMin = (): { value: number; from: string } => {
+  try {
+    const m = /^\s*UID_MIN\s+(\d+)/m.exec(readFileSync('/etc/login.defs', 'utf8'));
+    if (m?.[1] !== undefined) return { value: Number(m[1]), from: 'UID_MIN of /etc/login.defs' };
+  } catch {
+    // no login.defs: the usual value
+  }
+  return { value: 1000, from: BUILTIN };
+};
 
 const BUILTIN = 'the built-in default';
 const M = 1024 ** 2;
@@ -68,6 +84,8 @@ export const builtinLimits = (): OperatorLimits => ({
     cpu: rl(Infinity, Infinity, Infinity),
   },
   vassalsPerUid: { value: 8, from: BUILTIN },
+  tyrantMinUid: loginDefsUidMin(),
+  socketOwners: { names: ['www-data'], from: BUILTIN },
 });
 
 /** How each bounded vassal key shows its values in messages, and its emperor.ini names. */

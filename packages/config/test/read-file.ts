@@ -3,7 +3,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writ
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { checkVassalFile, formatProblem, MAX_VASSAL_FILE_BYTES } from '../src/index.js';
+import { builtinLimits, checkVassalFile, formatProblem, MAX_VASSAL_FILE_BYTES } from '../src/index.js';
 import { bad, ini, lines } from './fixtures/check.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'emperor-read-test-'));
@@ -72,13 +72,22 @@ t.test('tyrant mode: uid/gid come from the owner; root-owned files and symlinks 
   writeFileSync(file, '[uwsgi]\ncommand = x\n');
   t.same(await problemsOf(file, { tyrant: true }), ['tyrant.ini: expected a file owned by an unprivileged user and group (tyrant mode), got owner 0:0 (chown the vassal file to the customer)']);
   chownSync(file, 33, 33);
-  const r = await checkVassalFile(file, { tyrant: true });
+  t.same(await problemsOf(file, { tyrant: true }), [`tyrant.ini: expected a file owned by a customer, uid ${builtinLimits().tyrantMinUid.value} or above (tyrant-min-uid, set in UID_MIN of /etc/login.defs), got uid 33, a system user (chown the vassal file to the customer's own user)`], 'a system user is no customer');
+  // From here on www-data (33) stands for a customer: this machine has no user above UID_MIN to chown to.
+  const limits = builtinLimits();
+  limits.tyrantMinUid = { value: 1, from: 'the test' };
+  const tyrant = { tyrant: true, limits };
+  const r = await checkVassalFile(file, tyrant);
   t.ok(r.ok);
   if (r.ok) t.same([r.spec.uid, r.spec.gid], [33, 33]);
+  writeFileSync(file, '[uwsgi]\ncommand = x\nsocket = a.sock\nchown-socket = nobody:www-data\n');
+  t.same(await problemsOf(file, tyrant), ['tyrant.ini:4: chown-socket: expected the file\'s owner or www-data (tyrant-socket-owners, set in the built-in default), got 65534:33 (in tyrant mode a socket belongs to you or to the web server)'], 'a socket owned by another user is refused');
+  writeFileSync(file, '[uwsgi]\ncommand = x\nsocket = a.sock\nchown-socket = www-data:www-data\n');
+  t.ok((await checkVassalFile(file, tyrant)).ok, 'the web server may own it');
   writeFileSync(file, '[uwsgi]\ncommand = x\nuid = nobody\n');
-  t.same(await problemsOf(file, { tyrant: true }), ['tyrant.ini:3: uid: expected the file owner\'s uid 33 (tyrant mode), got 65534 (in tyrant mode the file owner decides; remove uid)']);
+  t.same(await problemsOf(file, tyrant), ['tyrant.ini:3: uid: expected the file owner\'s uid 33 (tyrant mode), got 65534 (in tyrant mode the file owner decides; remove uid)']);
   writeFileSync(file, '[uwsgi]\ncommand = x\nbind-ro = /etc:/hostetc\nrootfs = /distros/x\ncgroup-opt = memory.high=1G\nunshare = fs,pid\n');
-  t.same(await problemsOf(file, { tyrant: true }), [
+  t.same(await problemsOf(file, tyrant), [
     'tyrant.ini:3: bind-ro: expected no bind-ro in tyrant mode, got one (the operator sets mounts, namespaces and raw cgroup files; customers cannot)',
     'tyrant.ini:4: rootfs: expected no rootfs in tyrant mode, got one (the operator sets mounts, namespaces and raw cgroup files; customers cannot)',
     'tyrant.ini:5: cgroup-opt: expected no cgroup-opt in tyrant mode, got one (the operator sets mounts, namespaces and raw cgroup files; customers cannot)',

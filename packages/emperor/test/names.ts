@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { chownSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { builtinLimits } from '@emperor/config';
 import { alive, requireJails, startEmperor } from './fixtures/emperor.js';
 
 // A vassal's name is the file name without its extension, compared without case: one name, one file.
@@ -43,7 +44,9 @@ if (requireJails(t)) {
   });
 
   t.test('tyrant mode: another customer\'s copy of a vassal file cannot take the vassal, its socket or its log', async (t) => {
-    const e = await startEmperor(t, { tyrant: true });
+    const limits = builtinLimits();
+    limits.tyrantMinUid = { value: 100, from: 'the test' }; // the demo users are system users
+    const e = await startEmperor(t, { tyrant: true, limits });
     const ids = (u: string) => ['-u', '-g'].map((f) => Number(execFileSync('id', [f, u], { encoding: 'utf8' }))) as [number, number];
     const owned = (name: string, user: string, text: string) => {
       const tmp = join(e.root, name);

@@ -87,6 +87,7 @@ print('done')
   t.test('tyrant mode: one uid gets at most tyrant-vassals-per-uid vassals; one more file is invalid and changes nothing', async (t) => {
     const limits = builtinLimits();
     limits.vassalsPerUid = { value: 2, from: 'the test' };
+    limits.tyrantMinUid = { value: 100, from: 'the test' }; // the demo users are system users
     const e = await startEmperor(t, { tyrant: true, limits });
     const [uid, gid] = ['-u', '-g'].map((f) => Number(execFileSync('id', [f, 'demo-alice'], { encoding: 'utf8' })));
     /** Written and chowned aside, then renamed in: the customer's own file from the first event on. */

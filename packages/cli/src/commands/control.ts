@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { EmperorError } from '@emperor/errors';
 import { callDaemon, streamDaemon } from '../control-client.js';
 import { EXIT, type Io } from '../io.js';
+import { printable } from '../printable.js';
 
 const runDirOption = { 'run-dir': { type: 'string' } } as const;
 
@@ -25,7 +26,8 @@ interface View {
 const table = (views: View[]): string => {
   const rows = [['NAME', 'STATE', 'PID', 'RESTARTS', 'MEMORY', 'PIDS', 'LAST ERROR']];
   for (const v of views) {
-    rows.push([v.name, v.state, String(v.pid ?? '-'), String(v.restarts), v.usage ? `${(v.usage.memoryBytes / 1048576).toFixed(1)}M` : '-', v.usage ? String(v.usage.pids) : '-', v.lastError ?? '']);
+    // The last error can hold what a customer's program printed: never raw to a terminal.
+    rows.push([v.name, v.state, String(v.pid ?? '-'), String(v.restarts), v.usage ? `${(v.usage.memoryBytes / 1048576).toFixed(1)}M` : '-', v.usage ? String(v.usage.pids) : '-', printable(v.lastError ?? '')]);
   }
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n')}\n`;
@@ -60,7 +62,7 @@ export const action = (verb: 'reload' | 'restart' | 'stop' | 'start') => async (
   const r = await callDaemon((values['run-dir'] ?? defaultRunDir()), 'POST', `/vassals/${encodeURIComponent(name)}/${verb}`);
   if (r.status !== 200 && r.status !== 202) return fail(r.status, r.body);
   const v = JSON.parse(r.body) as View;
-  io.stdout.write(`${v.name}: ${v.state}${v.lastError ? ` (${v.lastError})` : ''}\n`);
+  io.stdout.write(`${v.name}: ${v.state}${v.lastError ? ` (${printable(v.lastError)})` : ''}\n`);
   return EXIT.ok;
 };
 
@@ -70,12 +72,14 @@ export const logs = async (args: string[], io: Io): Promise<number> => {
   const name = positionals[0];
   if (name === undefined) throw new EmperorError('EMPEROR_ERR_USAGE', 'logs: expected a vassal name, got none', { hint: 'emperor logs alice -f' });
   const path = `/vassals/${encodeURIComponent(name)}/logs${values.follow ? '?follow=1' : ''}`;
+  // Logs are the customer's bytes: escaped on a terminal, unchanged into a pipe or a file (grep, less -R).
+  const safe = (s: string): string => (io.stdout.isTTY === true ? printable(s, { newlines: true }) : s);
   if (!values.follow) {
     const r = await callDaemon((values['run-dir'] ?? defaultRunDir()), 'GET', path);
     if (r.status !== 200) return fail(r.status, r.body);
-    io.stdout.write(r.body);
+    io.stdout.write(safe(r.body));
     return EXIT.ok;
   }
-  await streamDaemon((values['run-dir'] ?? defaultRunDir()), path, (s) => io.stdout.write(s));
+  await streamDaemon((values['run-dir'] ?? defaultRunDir()), path, (s) => io.stdout.write(safe(s)));
   return EXIT.ok;
 };

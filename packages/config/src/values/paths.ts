@@ -16,6 +16,9 @@ export const parseAbsolutePath = (raw: unknown, what = 'an absolute path'): stri
  * A socket path relative to the vassal's run dir. It may not be absolute nor climb out with `..`,
  * so a vassal file can never place a socket elsewhere on the host.
  */
+/** Names the emperor itself uses in a vassal's run dir. */
+export const RESERVED_RUN_NAMES = ['pty.sock', 'control.sock'];
+
 export const parseRunDirPath = (raw: unknown): string => {
   const expected = 'a path relative to the vassal run dir, like app.sock or sockets/app.sock';
   const s = nonEmptyText(raw, expected);
@@ -25,6 +28,12 @@ export const parseRunDirPath = (raw: unknown): string => {
   if (n === '.' || n.endsWith('/')) throw new Invalid(expected, { hint });
   // sun_path holds 108 bytes with the run dir in front; keep room for /run/emperor/vassals/NAME/.
   if (Buffer.byteLength(n) > 40) throw new Invalid(`${expected}, at most 40 bytes long`);
+  // The emperor's own names in the run dir: a socket there would stand in for the pty router or the
+  // customer control socket (and catch another customer's ssh login), or for the notify sockets.
+  const first = n.split('/')[0] ?? n;
+  if (RESERVED_RUN_NAMES.includes(first) || first.startsWith('.emperor')) {
+    throw new Invalid(`${expected}, other than the emperor's own ${RESERVED_RUN_NAMES.join(', ')} and .emperor-*`, { hint: 'choose another name, like app.sock' });
+  }
   return n;
 };
 
