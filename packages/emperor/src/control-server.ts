@@ -8,6 +8,9 @@ import type { EmperorEvent } from './events.js';
 import { followLog } from './log-follow.js';
 import { metricsOf, uwsgiStatsOf, viewOf } from './vassal-view.js';
 
+/** At most one "connection refused" log line per socket per interval (with the count of the others). */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
 /** The bounds of a control socket (docs/security.md states them; test/bounded-streams.ts holds them). */
 export const CONTROL_LIMITS = {
   /** Connections at once on the root socket, and on one customer's socket. */
@@ -50,6 +53,9 @@ export class ControlServer {
   readonly #scope: ControlScope | undefined;
   readonly #server: Server;
   readonly #streams = new Set<ServerResponse>();
+  /** Refusals not logged yet: a flood of connections makes one log line per interval, not one each. */
+  #refusedQuiet = 0;
+  #refusedLoggedAt = 0;
 
   constructor(emperor: Emperor, path: string, scope?: ControlScope) {
     this.#emperor = emperor;
@@ -79,7 +85,11 @@ export class ControlServer {
   }
 
   #refused(reason: string): void {
-    this.#emperor.options.log.warn({ vassal: this.#scope?.vassal, socket: this.#path }, `control socket: connection refused: ${reason}`);
+    const now = Date.now();
+    if (now - this.#refusedLoggedAt < REFUSAL_LOG_INTERVAL_MS) return void this.#refusedQuiet++;
+    this.#emperor.options.log.warn({ vassal: this.#scope?.vassal, socket: this.#path, alsoRefused: this.#refusedQuiet }, `control socket: connection refused: ${reason}`);
+    this.#refusedLoggedAt = now;
+    this.#refusedQuiet = 0;
   }
 
   async listen(): Promise<void> {

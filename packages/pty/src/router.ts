@@ -36,7 +36,7 @@ export type RouterEvent =
   | { event: 'session'; mode: 'pty' | 'command' }
   | { event: 'session-end'; code: number | null; signal: number | null }
   | { event: 'bad-client'; error: string }
-  | { event: 'refused'; reason: string };
+  | { event: 'refused'; reason: string; alsoRefused: number };
 
 /** Bounds of a router; see docs/security.md. */
 export interface RouterOptions {
@@ -81,6 +81,9 @@ export class PtyRouter {
   readonly #sockets = new Set<Socket>();
   readonly #onEvent: (e: RouterEvent) => void;
   readonly #options: RouterOptions;
+  /** Refusals not reported yet: a flood of connections makes one report per interval, not one each. */
+  #refusedQuiet = 0;
+  #refusedAt = 0;
 
   constructor(jail: Jail, path: string, onEvent: (e: RouterEvent) => void = () => {}, options: RouterOptions = {}) {
     this.#options = options;
@@ -123,7 +126,14 @@ export class PtyRouter {
     sock.once('close', () => this.#sockets.delete(sock));
     const max = this.#options.maxSessions ?? 4;
     const refuse = (reason: string) => {
-      this.#onEvent({ event: 'refused', reason });
+      const now = Date.now();
+      if (now - this.#refusedAt >= 10_000) {
+        this.#onEvent({ event: 'refused', reason, alsoRefused: this.#refusedQuiet });
+        this.#refusedAt = now;
+        this.#refusedQuiet = 0;
+      } else {
+        this.#refusedQuiet++;
+      }
       sock.on('error', () => {});
       sock.end(`emperor pty: ${reason}; closing\r\n`);
       sock.destroySoon();
