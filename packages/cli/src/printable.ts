@@ -4,7 +4,6 @@
  * cannot move the cursor, retitle the window, write the clipboard (OSC 52) or fake other output.
  */
 export const printable = (text: string, keep: { newlines: boolean } = { newlines: false }): string =>
-  // eslint-disable-next-line no-control-regex
   text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => {
     if (keep.newlines && (c === '\n' || c === '\t')) return c;
     return `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;

@@ -6,6 +6,7 @@ import { Invalid, show } from './values/invalid.js';
 import { parseDuration } from './values/duration.js';
 import { parseRlimit, parseRlimitMax, showRlimit } from './values/rlimit.js';
 import { parseSize } from './values/size.js';
+import { parseUser } from './values/users.js';
 
 /** The daemon's own settings from emperor.ini (the command line may override each). */
 export interface EmperorIniSettings {
@@ -85,7 +86,12 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
       else if (key === 'dir' || key === 'run-dir' || key === 'log-dir' || key === 'cgroup-parent') settings[key] = value;
       else if (key === 'tyrant-vassals-per-uid') limits.vassalsPerUid = { value: parseInteger(value, 1, 100_000, 'a number of vassals'), from: where };
       else if (key === 'tyrant-min-uid') limits.tyrantMinUid = { value: parseInteger(value, 1, 4_294_967_294, 'a uid'), from: where };
-      else if (key === 'tyrant-socket-owners') limits.socketOwners = { names: value.split(',').map((n) => n.trim()).filter((n) => n !== ''), from: where };
+      else if (key === 'tyrant-socket-owners') {
+        // Each must exist now: a misspelt web server user would otherwise be dropped without a word.
+        const names = value.split(',').map((n) => n.trim()).filter((n) => n !== '');
+        for (const n of names) parseUser(n);
+        limits.socketOwners = { names, from: where };
+      }
       else if (key === 'rlimit') {
         const r = parseRlimit(value);
         Object.assign(limits.rlimits[r.name], { default: r.value, defaultFrom: where });

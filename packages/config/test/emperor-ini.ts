@@ -50,8 +50,9 @@ t.test('a default above its own ceiling is refused, since every vassal that sets
 });
 
 t.test('tyrant policy: tyrant-min-uid and tyrant-socket-owners, with where they are set', async (t) => {
-  const { limits } = parseEmperorIni('[emperor]\ntyrant-min-uid = 5000\ntyrant-socket-owners = www-data, nginx\n', 'e.ini');
+  const { limits } = parseEmperorIni('[emperor]\ntyrant-min-uid = 5000\ntyrant-socket-owners = www-data, nobody\n', 'e.ini');
   t.same(limits.tyrantMinUid, { value: 5000, from: 'e.ini:2' });
-  t.same(limits.socketOwners, { names: ['www-data', 'nginx'], from: 'e.ini:3' });
+  t.same(limits.socketOwners, { names: ['www-data', 'nobody'], from: 'e.ini:3' });
   t.same(problemsOf('[emperor]\ntyrant-min-uid = 0\n'), ['emperor.ini:2: tyrant-min-uid: expected a uid from 1 to 4294967294, got "0"'], 'uid 0 can never be a customer');
+  t.same(problemsOf('[emperor]\ntyrant-socket-owners = www-data, ngnix\n'), ['emperor.ini:2: tyrant-socket-owners: expected an existing user name or a uid other than 0, got unknown user "ngnix" (create it (useradd ngnix) or use a uid)'], 'a misspelt user is named, not dropped');
 });

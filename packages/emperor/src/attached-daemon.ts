@@ -216,4 +216,3 @@ export class AttachedDaemon {
     this.#log.close();
   }
 }
-

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { builtinLimits, checkVassalFile, clearUserCache, type CheckResult, type OperatorLimits } from '@emperor/config';
+import { builtinLimits, checkVassalFile, clearUserCache, formatProblem, type CheckResult, type OperatorLimits } from '@emperor/config';
 import { removeCgroupParent } from '@emperor/jail';
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
@@ -104,7 +104,7 @@ export class Emperor {
 
   /** A second file for a name in use: refused and reported; the vassal of the first is not touched. */
   #duplicate(file: string, name: string, holder: string): void {
-    const problem = `${file}: expected a vassal name no other file uses, got ${JSON.stringify(VassalNames.nameOf(file))}, which ${holder} uses (names are compared without extension and case; remove one of the two files)`;
+    const problem = formatProblem({ code: 'EMPEROR_ERR_CONFIG_NAME', file, message: `expected a vassal name no other file uses, got ${JSON.stringify(VassalNames.nameOf(file))}, which ${holder} uses`, hint: 'names are compared without extension and case; remove one of the two files' });
     this.options.log.warn({ vassal: name, file, holder, code: 'EMPEROR_ERR_CONFIG_NAME' }, problem);
     this.bus.publish(name, 'invalid', { file, duplicateOf: holder, problems: [problem], running: this.vassals.get(name)?.jail !== undefined });
   }
