@@ -28,10 +28,21 @@ static __attribute__((noreturn)) void init_main(const struct create_spec *spec, 
 	/* Die with the shim; and if the shim is already gone, the read below sees EOF. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		die_errno("set the parent-death signal");
+	/* What the jail's ps and /proc/1/cmdline show: no host path, cgroup or argument of ours. */
+	set_process_name("init");
 	char go;
 	if (read(sync, &go, 1) != 1)
 		_exit(EXIT_SETUP);
 	build_root(spec);
+	/*
+	 * A cgroup namespace rooted at the jail's own cgroups, once the shim has moved us there ('c'): inside,
+	 * /proc/self/cgroup reads "/" instead of the host's path to the emperor's cgroup.
+	 */
+	set_step("enter a cgroup namespace");
+	if (read(sync, &go, 1) != 1 || go != 'c')
+		_exit(EXIT_SETUP);
+	if (unshare(CLONE_NEWCGROUP) < 0)
+		die_errno("unshare the cgroup namespace");
 	if (spec->ns_flags & CLONE_NEWUTS) {
 		set_step("set the hostname");
 		if (sethostname(spec->hostname, strlen(spec->hostname)) < 0)
@@ -89,9 +100,10 @@ void cmd_create(const struct create_spec *spec)
 	die_with_parent("the jail was built");
 
 	int listen_fd = -1;
+	struct listen_place place = { -1, NULL };
 	if (spec->listen_path)
-		listen_fd = listen_unix(spec->listen_path, spec->listen_uid, spec->listen_gid, spec->listen_mode,
-					spec->listen_backlog);
+		listen_fd = listen_unix(spec->listen_dir, spec->listen_path, spec->listen_uid, spec->listen_gid,
+					spec->listen_mode, spec->listen_backlog, &place);
 
 	/* Block the signals the shim waits for before the child exists, so none is lost. */
 	sigset_t wait_set;
@@ -112,6 +124,8 @@ void cmd_create(const struct create_spec *spec)
 		close(sv[0]);
 		if (listen_fd >= 0)
 			close(listen_fd);
+		if (place.dir >= 0)
+			close(place.dir);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -128,6 +142,8 @@ void cmd_create(const struct create_spec *spec)
 	if (write(sv[0], "g", 1) != 1)
 		die_errno("release the init");
 	join_cgroups(spec->cgroups, spec->n_cgroups, init);
+	if (write(sv[0], "c", 1) != 1)
+		die_errno("tell the init its cgroups are joined");
 	char ok = 0;
 	ssize_t n = read(sv[0], &ok, 1);
 	close(sv[0]);
@@ -154,8 +170,7 @@ void cmd_create(const struct create_spec *spec)
 		kill(init, SIGKILL);
 	}
 	wait_cgroups_empty(spec);
-	if (listen_fd >= 0 && spec->listen_path)
-		unlink(spec->listen_path); /* ENOENT is harmless: someone removed the run dir already */
+	remove_listen_socket(&place);
 	if (WIFSIGNALED(status))
 		status_event("\"event\":\"exit\",\"code\":null,\"signal\":%d", WTERMSIG(status));
 	else

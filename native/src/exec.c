@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,10 +91,18 @@ static int open_notify(const char *path, gid_t gid)
 }
 
 static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, int *fds, int n_fds,
-						  const char *slave, int sync, const int *cg_fds)
+						  const char *slave, int sync, const int *cg_fds, int pidfd)
 {
 	/* Into the jail's cgroups before anything else runs: limits apply from the first instruction. */
 	join_cgroup_fds(cg_fds, spec->n_cgroups);
+	/*
+	 * Then the init's cgroup namespace (rooted at those cgroups, so /proc/self/cgroup reads "/"). Only now:
+	 * on cgroup v2 a process inside a cgroup namespace may not move itself in from outside its root.
+	 */
+	set_step("enter the jail's cgroup namespace");
+	if (setns(pidfd, CLONE_NEWCGROUP) < 0)
+		die_errno("setns into the jail's cgroup namespace");
+	close(pidfd);
 	/* Keep the status fd clear of 3.., where the passed fds go, so errors after arrange_fds still reach it. */
 	if (status_fd() >= 0) {
 		int moved = fcntl(status_fd(), F_DUPFD_CLOEXEC, 3 + MAX_FDS + 1);
@@ -195,7 +204,6 @@ void cmd_exec(const struct exec_spec *spec)
 	open_cgroup_procs(spec->cgroups, spec->n_cgroups, cg_fds);
 	set_step("setns");
 	enter_namespaces(pidfd, spec->ns_flags);
-	close(pidfd);
 	int master = -1;
 	char slave[64];
 	if (spec->pty)
@@ -234,8 +242,9 @@ void cmd_exec(const struct exec_spec *spec)
 			close(master);
 		if (notify >= 0)
 			close(notify);
-		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], cg_fds);
+		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], cg_fds, pidfd);
 	}
+	close(pidfd);
 	close(sync[1]);
 	for (int i = 0; i < spec->n_cgroups; i++)
 		close(cg_fds[i]);

@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #define VERSION "0.1.0"
 
@@ -27,13 +30,13 @@ static const char *need(int argc, char **argv, int *i, int count)
 	return argv[*i + 1];
 }
 
-static void add_op(struct create_spec *s, enum mount_kind kind, const char *src, const char *dest)
+static void add_op(struct create_spec *s, enum mount_kind kind, const char *src, const char *dest, bool strict)
 {
 	if (s->n_ops >= MAX_OPS)
 		die("too many mount operations (at most %d)", MAX_OPS);
 	if (dest[0] != '/')
 		die("mount destination %s: expected an absolute path", dest);
-	s->ops[s->n_ops++] = (struct mount_op){ kind, src, dest };
+	s->ops[s->n_ops++] = (struct mount_op){ kind, src, dest, strict };
 }
 
 static void add_cgroup(const char **list, int *n, const char *dir)
@@ -67,32 +70,36 @@ static void parse_create(int argc, char **argv, struct create_spec *s)
 		} else if (!strcmp(a, "--cgroup")) {
 			add_cgroup(s->cgroups, &s->n_cgroups, need(argc, argv, &i, 1));
 			i += 1;
-		} else if (!strcmp(a, "--ro-bind") || !strcmp(a, "--bind") || !strcmp(a, "--symlink") ||
-			   !strcmp(a, "--tmpfs")) {
+		} else if (!strcmp(a, "--ro-bind") || !strcmp(a, "--bind") || !strcmp(a, "--ro-bind-nofollow") ||
+			   !strcmp(a, "--bind-nofollow") || !strcmp(a, "--symlink") || !strcmp(a, "--tmpfs")) {
 			need(argc, argv, &i, 2);
-			enum mount_kind k = !strcmp(a, "--ro-bind") ? M_RO_BIND
-					    : !strcmp(a, "--bind")  ? M_BIND
+			bool strict = strstr(a, "-nofollow") != NULL;
+			enum mount_kind k = !strncmp(a, "--ro-bind", 9) ? M_RO_BIND
+					    : !strncmp(a, "--bind", 6)  ? M_BIND
 					    : !strcmp(a, "--symlink") ? M_SYMLINK
 								      : M_TMPFS;
 			if (k == M_TMPFS)
 				xparse_num(argv[i + 1], 4096, 1LL << 40, "--tmpfs size");
-			add_op(s, k, argv[i + 1], argv[i + 2]);
+			add_op(s, k, argv[i + 1], argv[i + 2], strict);
 			i += 2;
 		} else if (!strcmp(a, "--dir") || !strcmp(a, "--proc") || !strcmp(a, "--dev") || !strcmp(a, "--mqueue")) {
 			enum mount_kind k = !strcmp(a, "--dir") ? M_DIR : !strcmp(a, "--proc") ? M_PROC : !strcmp(a, "--dev") ? M_DEV : M_MQUEUE;
-			add_op(s, k, NULL, need(argc, argv, &i, 1));
+			add_op(s, k, NULL, need(argc, argv, &i, 1), false);
 			i += 1;
 		} else if (!strcmp(a, "--listen")) {
-			need(argc, argv, &i, 4);
-			s->listen_path = argv[i + 1];
-			if (s->listen_path[0] != '/')
-				die("--listen: expected an absolute socket path, got %s", s->listen_path);
-			s->listen_uid = (uid_t)xparse_num(argv[i + 2], 0, 4294967294LL, "--listen uid");
-			s->listen_gid = (gid_t)xparse_num(argv[i + 3], 0, 4294967294LL, "--listen gid");
-			s->listen_mode = (mode_t)strtol(argv[i + 4], NULL, 8);
+			need(argc, argv, &i, 5);
+			s->listen_dir = argv[i + 1];
+			s->listen_path = argv[i + 2];
+			if (s->listen_dir[0] != '/')
+				die("--listen: expected an absolute run dir, got %s", s->listen_dir);
+			if (s->listen_path[0] == '/' || !s->listen_path[0])
+				die("--listen: expected a socket path relative to the run dir, got %s", s->listen_path);
+			s->listen_uid = (uid_t)xparse_num(argv[i + 3], 0, 4294967294LL, "--listen uid");
+			s->listen_gid = (gid_t)xparse_num(argv[i + 4], 0, 4294967294LL, "--listen gid");
+			s->listen_mode = (mode_t)strtol(argv[i + 5], NULL, 8);
 			if (s->listen_mode > 0777)
-				die("--listen mode: expected at most 777, got %s", argv[i + 4]);
-			i += 4;
+				die("--listen mode: expected at most 777, got %s", argv[i + 5]);
+			i += 5;
 		} else {
 			die("create: unknown option %s", a);
 		}
@@ -201,8 +208,117 @@ static void parse_exec(int argc, char **argv, struct exec_spec *s)
 	s->argv = argv + i + 1;
 }
 
+/* At most this many bytes of arguments on --args-fd: far beyond any vassal, short of a memory attack. */
+#define MAX_ARGS_BYTES (4 << 20)
+#define MAX_ARGS 8192
+
+/*
+ * `emperor-jail create|exec --args-fd N`: the rest of the arguments come NUL-separated on fd N (a pipe the
+ * emperor writes and closes), so the environment (database passwords), host paths and cgroup paths never
+ * appear in `ps` or in the jail's /proc/1/cmdline. Returns the new argv: the command word, then those.
+ */
+static char **args_from_fd(char *command, const char *fd_text, int *argc)
+{
+	int fd = (int)xparse_num(fd_text, 0, 1 << 20, "--args-fd");
+	size_t cap = 4096, len = 0;
+	char *buf = malloc(cap);
+	for (;;) {
+		if (!buf)
+			die("--args-fd: out of memory");
+		if (len == cap) {
+			if (cap >= MAX_ARGS_BYTES)
+				die("--args-fd: expected at most %d bytes of arguments, got more", MAX_ARGS_BYTES);
+			cap *= 2;
+			buf = realloc(buf, cap);
+			continue;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			die_errno("read the arguments from fd %d", fd);
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (len == 0 || buf[len - 1] != '\0')
+		die("--args-fd: expected NUL-terminated arguments, got %zu bytes without a final NUL", len);
+	static char *args[MAX_ARGS + 3];
+	int n = 0;
+	args[n++] = "emperor-jail";
+	args[n++] = command;
+	for (size_t at = 0; at < len; at += strlen(buf + at) + 1) {
+		if (n >= MAX_ARGS + 2)
+			die("--args-fd: expected at most %d arguments", MAX_ARGS);
+		args[n++] = buf + at;
+	}
+	args[n] = NULL;
+	*argc = n;
+	return args;
+}
+
+/*
+ * `--args-env`: the same NUL-separated arguments, hex-encoded in EMPEROR_JAIL_ARGS, for a spawner that can
+ * give us no extra fd (node-pty). Our environment is readable by root alone (/proc/PID/environ of a root
+ * process), is removed at once, and is never what the command in the jail gets.
+ */
+static char **args_from_env(char *command, int *argc)
+{
+	const char *hex = getenv("EMPEROR_JAIL_ARGS");
+	size_t n = hex ? strlen(hex) : 0;
+	if (n == 0 || n % 2)
+		die("--args-env: expected EMPEROR_JAIL_ARGS to hold hex-encoded arguments, got %zu characters", n);
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) < 0)
+		die_errno("pipe");
+	char *bytes = malloc(n / 2);
+	if (!bytes)
+		die("--args-env: out of memory");
+	for (size_t i = 0; i < n / 2; i++) {
+		unsigned v;
+		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+			die("--args-env: expected hex digits in EMPEROR_JAIL_ARGS");
+		bytes[i] = (char)v;
+	}
+	unsetenv("EMPEROR_JAIL_ARGS");
+	/* One parser for both forms: the decoded bytes go through a pipe (at most 64 KiB: an env string is 128 KiB). */
+	if (!write_all(p[1], bytes, n / 2))
+		die_errno("pass the arguments on");
+	close(p[1]);
+	free(bytes);
+	char fd_text[16];
+	snprintf(fd_text, sizeof fd_text, "%d", p[0]);
+	return args_from_fd(command, fd_text, argc);
+}
+
+/* The command line the kernel shows for us (ps, /proc/PID/cmdline), from argv[0] to the end of the last. */
+static char *cmdline_start, *cmdline_end;
+
+void set_process_name(const char *name)
+{
+	(void)prctl(PR_SET_NAME, name); /* comm, as in /proc/PID/status and ps -o comm */
+	if (!cmdline_start)
+		return;
+	size_t room = (size_t)(cmdline_end - cmdline_start);
+	memset(cmdline_start, 0, room);
+	size_t len = strnlen(name, room > 1 ? room - 1 : 0);
+	memcpy(cmdline_start, name, len);
+	/* And end the command line there (CAP_SYS_RESOURCE, which the init still has): "init", not "init" + NULs. */
+	(void)prctl(PR_SET_MM, PR_SET_MM_ARG_END, (unsigned long)(cmdline_start + len + 1), 0, 0);
+}
+
 int main(int argc, char **argv)
 {
+	if (argc >= 1) {
+		cmdline_start = argv[0];
+		cmdline_end = argv[argc - 1] + strlen(argv[argc - 1]) + 1;
+	}
+	bool known = argc >= 3 && (!strcmp(argv[1], "create") || !strcmp(argv[1], "exec"));
+	if (known && argc == 4 && !strcmp(argv[2], "--args-fd"))
+		argv = args_from_fd(argv[1], argv[3], &argc);
+	else if (known && argc == 3 && !strcmp(argv[2], "--args-env"))
+		argv = args_from_env(argv[1], &argc);
 	if (argc >= 2 && !strcmp(argv[1], "--version")) {
 		puts("emperor-jail " VERSION);
 		return 0;

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -80,14 +82,67 @@ static int make_parent(const char *dest, const char **name)
 	return dir;
 }
 
+/* Host places no bind may expose, whatever path leads there: the root itself and the kernel's trees. */
+static const char *const forbidden_sources[] = { "/proc", "/sys", "/dev", NULL };
+
+/* File systems no bind may expose (the kernel's interfaces), checked on the opened source itself. */
+static bool forbidden_fs(int fd)
+{
+	struct statfs sf;
+	if (fstatfs(fd, &sf) < 0)
+		die_errno("statfs a bind source");
+	switch ((unsigned long)sf.f_type) {
+	case PROC_SUPER_MAGIC: case SYSFS_MAGIC: case CGROUP_SUPER_MAGIC: case CGROUP2_SUPER_MAGIC:
+	case DEVPTS_SUPER_MAGIC: case SECURITYFS_MAGIC: case DEBUGFS_MAGIC: case TRACEFS_MAGIC:
+	case BPF_FS_MAGIC: case NSFS_MAGIC:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Where the opened source really is on the host, from the kernel (the fd's path, seen from our new root
+ * with the host tree under OLDROOT), and a refusal if that is the host's root, /proc, /sys or /dev (or
+ * a kernel file system anywhere): the check is on what was opened, not on the text we were given.
+ */
+static void check_source(int src, const char *text)
+{
+	char link[64], real[4096];
+	snprintf(link, sizeof link, OLDROOT "/proc/self/fd/%d", src);
+	ssize_t n = readlink(link, real, sizeof real - 1);
+	if (n < 0)
+		die_errno("resolve the bind source %s", text);
+	real[n] = 0;
+	const char *host = real;
+	size_t old = strlen(OLDROOT);
+	if (!strncmp(real, OLDROOT, old) && (real[old] == '/' || real[old] == 0))
+		host = real[old] ? real + old : "/";
+	bool bad = !strcmp(host, "/");
+	for (int i = 0; !bad && forbidden_sources[i]; i++) {
+		size_t l = strlen(forbidden_sources[i]);
+		bad = !strncmp(host, forbidden_sources[i], l) && (host[l] == '/' || host[l] == 0);
+	}
+	if (bad || forbidden_fs(src))
+		die_with(EPERM, EXIT_SETUP, "bind source %s: resolves to %s, which a jail may never see (/, /proc, /sys, /dev or a kernel file system)",
+			 text, host);
+}
+
 static void do_bind(const struct mount_op *op, bool read_only)
 {
 	set_step(read_only ? "ro-bind" : "bind");
 	/*
-	 * The source resolves inside the host tree (RESOLVE_IN_ROOT: absolute symlinks stay in it); its last
-	 * component must not be a symlink, so a customer who owns the source's parent cannot swap it.
+	 * The source resolves inside the host tree (RESOLVE_IN_ROOT: absolute symlinks stay in it). The
+	 * system tree may hold symlinks root made; a strict source (the vassal's binds and home, whose
+	 * directories a customer may own) follows none in any component, so swapping a directory of the path
+	 * for a symlink fails with ELOOP instead of mounting whatever it points at. Either way the last component
+	 * is not followed.
 	 */
-	int src = openat2_fd(oldroot_fd, op->src, O_PATH | O_NOFOLLOW, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+	unsigned long long resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (op->strict ? RESOLVE_NO_SYMLINKS : 0);
+	int src = openat2_fd(oldroot_fd, op->src, O_PATH | O_NOFOLLOW, resolve);
+	if (src < 0 && errno == ELOOP && op->strict)
+		die_with(ELOOP, EXIT_SETUP, "bind source %s: a component of the path is a symlink; give the real path (realpath %s): a symlink there could be swapped by whoever owns its directory",
+			 op->src, op->src);
 	if (src < 0)
 		die_errno("bind source %s", op->src);
 	struct stat st;
@@ -95,6 +150,8 @@ static void do_bind(const struct mount_op *op, bool read_only)
 		die_errno("stat %s", op->src);
 	if (S_ISLNK(st.st_mode))
 		die_with(ELOOP, EXIT_SETUP, "bind source %s is a symlink; bind its target instead", op->src);
+	if (op->strict)
+		check_source(src, op->src);
 	const char *name;
 	int parent = make_parent(op->dest, &name);
 	if (S_ISDIR(st.st_mode)) {

@@ -9,6 +9,7 @@ struct mount_op {
 	enum mount_kind kind;
 	const char *src;  /* host path (binds), link target (symlink), size in bytes (tmpfs) */
 	const char *dest; /* path inside the jail */
+	bool strict;      /* binds: no symlink in any component of src, and src may not resolve to a forbidden place */
 };
 
 #define MAX_OPS 128
@@ -30,7 +31,8 @@ struct create_spec {
 	const char *cgroups[MAX_CGROUPS]; /* cgroup directories to put the init in */
 	int n_cgroups;
 	/* The vassal's listening socket, created and held by the shim. */
-	const char *listen_path;
+	const char *listen_dir;  /* the vassal's run dir (host path, root's) */
+	const char *listen_path; /* the socket, relative to listen_dir */
 	uid_t listen_uid;
 	gid_t listen_gid;
 	mode_t listen_mode;

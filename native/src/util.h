@@ -29,6 +29,9 @@ NORETURN PRINTF(3, 4) void die_with(int err, int code, const char *fmt, ...);
 /* PR_SET_PDEATHSIG=SIGKILL, then dies if the parent is already gone (the race prctl alone leaves open). */
 void die_with_parent(const char *what);
 
+/* Renames this process (comm and the whole command line) to NAME: what ps and /proc/PID/cmdline show. */
+void set_process_name(const char *name);
+
 void *xcalloc(size_t n, size_t size);
 char *xstrdup(const char *s);
 /* Parses a decimal number in [min, max] or dies naming what. */

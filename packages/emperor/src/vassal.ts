@@ -327,7 +327,7 @@ export class Vassal {
   async #build(spec: VassalSpec, event: EventName, signal: AbortSignal): Promise<void> {
     const gid = spec.gid as number;
     this.#runDir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
-    const socket = spec.socket === undefined ? undefined : { path: join(this.#runDir, spec.socket.path), ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
+    const socket = spec.socket === undefined ? undefined : { path: spec.socket.path, ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
     this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket });
     const jail = this.jail;
     void jail.exited.then(() => {

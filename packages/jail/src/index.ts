@@ -2,7 +2,7 @@ export { detectHierarchies } from './cgroup-detect.js';
 export type { CgroupSources, Controller, Hierarchy } from './cgroup-detect.js';
 export { JailCgroups, removeCgroupParent } from './cgroups.js';
 export type { CgroupLimits, CgroupUsage } from './cgroups.js';
-export { helperPath } from './helper.js';
+export { helperArgsInEnv, helperArgsOnFd, helperPath, sendHelperArgs } from './helper.js';
 export { Jail } from './jail.js';
 export type { JailExit, JailOptions } from './jail.js';
 export { execArgs, JailProcess } from './jail-process.js';

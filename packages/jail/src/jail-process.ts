@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import { EmperorError } from '@emperor/errors';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Stream } from 'node:stream';
-import { helperPath } from './helper.js';
+import { helperArgsOnFd, helperPath, sendHelperArgs } from './helper.js';
 import { processEnd, type Jail, type JailExit } from './jail.js';
 import { helperError, readStatus } from './status.js';
 
@@ -73,9 +73,10 @@ export class JailProcess {
 
   /** Starts `options.argv` in `jail`. */
   static start(jail: Jail, options: ExecOptions): JailProcess {
-    const args = ['exec', '--status-fd', '3', ...execArgs(jail, options)];
     const [stdin, stdout, stderr] = options.stdio ?? ['ignore', 'pipe', 'pipe'];
-    const sub = spawn(helperPath(), args, { stdio: [stdin, stdout, stderr, 'pipe'] });
+    // The arguments (the vassal's env among them) on fd 4, never on the command line (`ps`).
+    const sub = spawn(helperPath(), helperArgsOnFd('exec', 4), { stdio: [stdin, stdout, stderr, 'pipe', 'pipe'] });
+    sendHelperArgs(sub.stdio[4] as NodeJS.WritableStream, ['--status-fd', '3', ...execArgs(jail, options)]);
     let error: EmperorError | undefined;
     let onStart: (v: { pid: number; jailPid: number }) => void = () => {};
     let onFail: (e: Error) => void = () => {};

@@ -1,11 +1,12 @@
 import { existsSync } from 'node:fs';
+import { isAbsolute } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { VassalSpec } from '@emperor/config';
 import { EmperorError, isEmperorError } from '@emperor/errors';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Hierarchy } from './cgroup-detect.js';
 import { JailCgroups, type CgroupUsage } from './cgroups.js';
-import { helperPath } from './helper.js';
+import { helperArgsOnFd, helperPath, sendHelperArgs } from './helper.js';
 import { mountArgs } from './layout.js';
 import { JailProcess, type ExecOptions } from './jail-process.js';
 import { helperError, readStatus, type StatusEvent } from './status.js';
@@ -18,7 +19,7 @@ export interface JailOptions {
   home?: string | undefined;
   /** The directory under the emperor's own cgroup that holds the jails. Default `emperor`. */
   cgroupParent?: string;
-  /** The listening socket the shim creates and holds (host path, owner, mode). */
+  /** The listening socket the shim creates and holds (path relative to the run dir, owner, mode). */
   socket?: { path: string; uid: number; gid: number; mode: number } | undefined;
   /** For tests: the cgroup hierarchies to use. */
   hierarchies?: Hierarchy[];
@@ -89,15 +90,19 @@ export class Jail {
     try {
       cgroups.apply({ memoryBytes: spec.memoryLimitBytes, cpuPercent: spec.cpuLimitPercent, cpuWeight: spec.cpuWeight, pids: spec.pidsLimit, raw: spec.cgroupOpts });
       const s = options.socket;
+      if (s !== undefined && (isAbsolute(s.path) || s.path.split('/').includes('..'))) {
+        throw new EmperorError('EMPEROR_ERR_JAIL_SETUP', `jail ${spec.name}: expected a socket path relative to the run dir, got ${s.path}`);
+      }
       const args = [
-        'create', '--status-fd', '3', '--ns', spec.unshare.join(','), '--hostname', spec.hostname,
+        '--status-fd', '3', '--ns', spec.unshare.join(','), '--hostname', spec.hostname,
         ...cgroups.dirs.flatMap((d) => ['--cgroup', d]),
         ...mounts,
-        ...(s === undefined ? [] : ['--listen', s.path, String(s.uid), String(s.gid), s.mode.toString(8)]),
+        ...(s === undefined ? [] : ['--listen', options.runDir, s.path, String(s.uid), String(s.gid), s.mode.toString(8)]),
       ];
       // node:child_process rather than execa here: a jail start spawns two helpers, and execa's stream
-      // set-up costs about 2 ms per spawn on this machine (docs/benchmarks.md).
-      const shim = spawn(helper, args, { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+      // set-up costs about 2 ms per spawn on this machine (docs/benchmarks.md). The arguments go on fd 4.
+      const shim = spawn(helper, helperArgsOnFd('create', 4), { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
+      sendHelperArgs(shim.stdio[4] as NodeJS.WritableStream, args);
       const stderr = tail(shim.stderr);
       let error: EmperorError | undefined;
       let exit: JailExit = { code: null, signal: null };

@@ -66,7 +66,9 @@ export const mountArgs = (spec: VassalSpec, paths: LayoutPaths): string[] => {
   args.push('--bind', paths.runDir, '/run');
   // A distro brings its own /var (whose run is usually a symlink to /run); the host layout has none.
   if (!args.includes('/var')) args.push('--symlink', '/run', '/var/run');
-  if (paths.home !== undefined && existsSync(paths.home)) args.push('--bind', paths.home, paths.home);
-  for (const b of spec.binds) args.push(b.readOnly ? '--ro-bind' : '--bind', b.host, b.jail);
+  // The home and the vassal file's binds are paths whose directories a customer may own: the helper
+  // follows no symlink in any of their components and checks where they really lead (docs/jail.md).
+  if (paths.home !== undefined && existsSync(paths.home)) args.push('--bind-nofollow', paths.home, paths.home);
+  for (const b of spec.binds) args.push(b.readOnly ? '--ro-bind-nofollow' : '--bind-nofollow', b.host, b.jail);
   return args;
 };

@@ -13,7 +13,7 @@ t.test('a host jail binds the host\'s system dirs read-only and copies merged-/u
 t.test('then /proc, /dev, mqueue, /tmp with its size, the run dir at /run and /var/run, the home, the binds', async (t) => {
   const spec = specOf('lay-order', 'tmp-size = 16M', 'bind = /srv/a:/data', 'bind-ro = /srv/b:/ro');
   const args = mountArgs(spec, { runDir: '/r', home: '/nonexistent-home' }).join(' ');
-  t.match(args, /--proc \/proc --dev \/dev --mqueue \/dev\/mqueue --tmpfs 16777216 \/tmp --bind \/r \/run --symlink \/run \/var\/run --bind \/srv\/a \/data --ro-bind \/srv\/b \/ro$/);
+  t.match(args, /--proc \/proc --dev \/dev --mqueue \/dev\/mqueue --tmpfs 16777216 \/tmp --bind \/r \/run --symlink \/run \/var\/run --bind-nofollow \/srv\/a \/data --ro-bind-nofollow \/srv\/b \/ro$/, 'the vassal\'s binds follow no symlink in any component');
   t.notMatch(args, /nonexistent-home/, 'a home that does not exist is not bound');
   const noIpc = mountArgs(specOf('lay-noipc', 'unshare = fs,pid,net'), { runDir: '/r' }).join(' ');
   t.notMatch(noIpc, /mqueue/, 'without an ipc namespace the host\'s mqueues would show: no mqueue mount');

@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { lchownSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { execArgs, helperPath, removeSocketFile, type Jail } from '@emperor/jail';
+import { execArgs, helperArgsInEnv, helperPath, removeSocketFile, type Jail } from '@emperor/jail';
 import { spawn as spawnPty, type IPty } from 'node-pty';
+import { isEmperorError } from '@emperor/errors';
 import { frame, FrameError, FrameReader, MAX_BODY, OUT_EXIT, OUT_STDERR, OUT_STDOUT, type Frame } from './frames.js';
 
 /** Window sizes beyond this are refused (clamped): nothing real is that big, and it bounds allocations. */
@@ -229,9 +230,17 @@ export class PtyRouter {
       started = 'pty';
       this.#onEvent({ event: 'session', mode: 'pty' });
       const shell = loginShell(spec.uid as number);
-      const args = ['exec', ...execArgs(this.#jail, { argv: this.#options.shell ?? [shell, '-l'], env: { ...env, TERM: termOf ?? 'xterm', SHELL: shell }, cwd: this.#jail.home, pty: true })];
+      let helper: { argv: string[]; env: Record<string, string> };
+      try {
+        // node-pty gives the helper no extra fd: its arguments travel in its (root-only) environment.
+        helper = helperArgsInEnv('exec', execArgs(this.#jail, { argv: this.#options.shell ?? [shell, '-l'], env: { ...env, TERM: termOf ?? 'xterm', SHELL: shell }, cwd: this.#jail.home, pty: true }));
+      } catch (e) {
+        send(OUT_STDERR, Buffer.from(`emperor: ${isEmperorError(e) ? e.message : String(e)}\r\n`));
+        finish(1, null);
+        return;
+      }
       // encoding: null: bytes both ways, so UTF-8 (and anything else) passes through untouched.
-      pty = spawnPty(helperPath(), args, { cols, rows, name: 'xterm', encoding: null, env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+      pty = spawnPty(helperPath(), helper.argv, { cols, rows, name: 'xterm', encoding: null, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...helper.env } });
       pty.onData((d: string | Buffer) => send(OUT_STDOUT, typeof d === 'string' ? Buffer.from(d, 'utf8') : d));
       pty.onExit(({ exitCode, signal }) => {
         pty = undefined; // no more writes to a closed pty (node-pty would report EBADF)
