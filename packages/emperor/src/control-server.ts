@@ -2,11 +2,11 @@ import { createReadStream, existsSync, lchownSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { removeSocketFile } from '@emperor/jail';
+import { detectHierarchies, removeSocketFile } from '@emperor/jail';
 import type { Emperor } from './emperor.js';
 import type { EmperorEvent } from './events.js';
 import { followLog } from './log-follow.js';
-import { metricsOf, uwsgiStatsOf, viewOf } from './vassal-view.js';
+import { customerViewOf, metricsOf, uwsgiStatsOf, viewOf } from './vassal-view.js';
 
 /** At most one "connection refused" log line per socket per interval (with the count of the others). */
 const REFUSAL_LOG_INTERVAL_MS = 10_000;
@@ -37,6 +37,15 @@ export interface ControlScope {
   uid: number;
   gid: number;
 }
+
+/** The cgroup mount points and the emperor's own cgroup directories: host paths an error may hold. */
+const cgroupRoots = (): string[] => {
+  try {
+    return detectHierarchies().flatMap((h) => [h.mount, h.own]);
+  } catch {
+    return ['/sys/fs/cgroup'];
+  }
+};
 
 /**
  * The root control API: HTTP over a unix socket of mode 0600 (only root can connect).
@@ -145,9 +154,11 @@ export class ControlServer {
   async #customer(scope: ControlScope, req: IncomingMessage, res: ServerResponse, url: URL, parts: string[]): Promise<void> {
     const v = this.#emperor.vassals.get(scope.vassal);
     if (v === undefined) return send(res, 404, { error: 'your vassal is not running' });
-    if (req.method === 'GET' && url.pathname === '/vassals') return send(res, 200, [viewOf(v)]);
+    const o = this.#emperor.options;
+    const view = () => customerViewOf(v, { runDir: join(o.runDir, 'vassals', v.name), file: v.spec?.file, others: [o.runDir, o.logDir, o.dir, ...cgroupRoots()] });
+    if (req.method === 'GET' && url.pathname === '/vassals') return send(res, 200, [view()]);
     if (parts[0] === 'vassals' && parts[1] === scope.vassal) {
-      if (req.method === 'GET' && parts.length === 2) return send(res, 200, viewOf(v));
+      if (req.method === 'GET' && parts.length === 2) return send(res, 200, view());
       if (req.method === 'GET' && parts[2] === 'logs') return this.#logs(v.name, url.searchParams.get('follow') === '1', res);
       const action = CUSTOMER_ACTIONS.find((a) => a === parts[2]);
       if (req.method === 'POST' && action !== undefined && parts.length === 3) {
@@ -158,7 +169,7 @@ export class ControlServer {
           res.setHeader('retry-after', String(Math.ceil(r.retryAfterMs / 1000)));
           return send(res, 429, { error: `${action}: too many requests; try again in ${Math.ceil(r.retryAfterMs / 1000)} s` });
         }
-        return send(res, 202, { ...viewOf(v), accepted: action, ...(r.outcome === 'coalesced' ? { coalesced: true } : {}) });
+        return send(res, 202, { ...view(), accepted: action, ...(r.outcome === 'coalesced' ? { coalesced: true } : {}) });
       }
       if (req.method === 'POST') return send(res, 403, { error: `${parts[2] ?? ''}: only reload and restart are allowed from inside a vassal` });
     }

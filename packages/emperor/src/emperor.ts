@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
 import type { Clock } from './cron-scheduler.js';
 import { ControlServer } from './control-server.js';
+import { Logins } from './logins.js';
 import { VassalNames } from './vassal-names.js';
 import { CustomerBudget } from './customer-budget.js';
 import { EventBus } from './events.js';
@@ -56,6 +57,7 @@ export class Emperor {
   readonly vassals = new Map<string, Vassal>();
   readonly startedAt = Date.now();
   readonly customers = new CustomerBudget(CUSTOMER_CONNECTIONS);
+  readonly logins: Logins;
   readonly limits: OperatorLimits;
   /** The identity (inode, size, mtime) of each file as last loaded: a repeated event for it is not a change. */
   readonly #seen = new Map<string, string>();
@@ -66,6 +68,7 @@ export class Emperor {
 
   constructor(options: EmperorOptions) {
     this.options = options;
+    this.logins = new Logins(options.runDir);
     this.limits = options.limits ?? builtinLimits();
     this.bus.setMaxListeners(0); // one listener per /events client: bounded by the control socket's connection cap
     this.bus.on('event', (e) => options.log.info({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
@@ -74,6 +77,7 @@ export class Emperor {
   async start(): Promise<void> {
     mkdirSync(join(this.options.runDir, 'vassals'), { recursive: true, mode: 0o755 });
     mkdirSync(this.options.logDir, { recursive: true, mode: 0o755 });
+    this.logins.reset();
     this.#control = new ControlServer(this, join(this.options.runDir, 'control.sock'));
     await this.#control.listen();
     this.#monitor = new Monitor(this.options.dir, { change: (f) => void this.#changed(f), remove: (f) => void this.#removed(f) });
@@ -88,7 +92,7 @@ export class Emperor {
     const name = claim.name;
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
+      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.
@@ -170,6 +174,7 @@ export class Emperor {
     }
     await this.#control?.close();
     rmSync(join(this.options.runDir, 'control.sock'), { force: true });
+    this.logins.clear();
     try {
       removeCgroupParent(this.options.cgroupParent);
     } catch (err) {

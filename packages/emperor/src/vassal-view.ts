@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
 import type { Vassal } from './vassal.js';
 
 /** What the control API shows of a vassal (`emperor status`). */
@@ -19,6 +21,57 @@ export const viewOf = (v: Vassal) => {
     usage: usage ?? null,
     file: v.spec?.file ?? null,
     daemons: v.daemons.map((d) => ({ index: d.index, command: d.spec.command.at(-1), kind: d.spec.kind, pid: d.pid ?? null, restarts: d.restarts })),
+  };
+};
+
+/**
+ * A host pid as the jail sees it: the last NSpid of /proc/PID/status (the innermost pid namespace). Null
+ * when the process is gone or is no jail process.
+ */
+export const jailPidOf = (hostPid: number | null | undefined): number | null => {
+  if (hostPid === null || hostPid === undefined) return null;
+  try {
+    const ns = /^NSpid:\s+(.+)$/m.exec(readFileSync(`/proc/${hostPid}/status`, 'utf8'))?.[1]?.trim().split(/\s+/);
+    return ns !== undefined && ns.length > 1 ? Number(ns.at(-1)) : null;
+  } catch {
+    return null;
+  }
+};
+
+/** Host places, longest first, and what a customer reads instead: their jail's view, or a neutral word. */
+export interface HostPaths {
+  /** The vassal's run dir on the host (/run inside). */
+  runDir: string;
+  /** The vassal file (its name is the customer's; its directory is not). */
+  file: string | undefined;
+  /** Other host directories that may appear in an error: the emperor's run, log and vassal dirs, cgroups. */
+  others: string[];
+}
+
+/** Replaces every host path of `paths` in `text` with what the customer may know of it. */
+export const redactHostPaths = (text: string, paths: HostPaths): string => {
+  const pairs: Array<[string, string]> = [[paths.runDir, '/run']];
+  if (paths.file !== undefined) pairs.push([paths.file, basename(paths.file)]);
+  for (const o of paths.others) pairs.push([o, '(host)']);
+  pairs.sort((a, b) => b[0].length - a[0].length);
+  let out = text;
+  for (const [host, shown] of pairs) if (host !== '' && host !== '/') out = out.split(host).join(shown);
+  return out;
+};
+
+/**
+ * What the customer's own control socket shows of their vassal: pids as the jail numbers them, no shim or
+ * init pid, the file's name without its host directory, and errors without host paths.
+ */
+export const customerViewOf = (v: Vassal, hostPaths: HostPaths) => {
+  const view = viewOf(v);
+  return {
+    ...view,
+    pid: jailPidOf(view.pid),
+    jail: view.jail === null ? null : { init: 1 },
+    lastError: view.lastError === null ? null : redactHostPaths(view.lastError, hostPaths),
+    file: view.file === null ? null : basename(view.file),
+    daemons: view.daemons.map((d) => ({ ...d, pid: jailPidOf(d.pid) })),
   };
 };
 

@@ -13,6 +13,8 @@ import { killGroup } from './kill-group.js';
 import { LogFile } from './log-file.js';
 import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
 import { classifyChange } from './spec-diff.js';
+import type { Logins } from './logins.js';
+import { TouchWatcher } from './touch-watcher.js';
 import type { CustomerBudget } from './customer-budget.js';
 import type { StreamTimeouts } from './emperor.js';
 import { CustomerRequests } from './customer-requests.js';
@@ -38,6 +40,8 @@ export interface VassalContext {
   customerControl?: (vassal: string, path: string, uid: number, gid: number) => { listen(): Promise<void>; close(): Promise<void> };
   /** Connections each customer may hold across their sockets (pty sessions count). */
   customers?: CustomerBudget;
+  /** Where `emperor pty` finds the vassals a uid may enter. */
+  logins?: Logins;
   timeouts?: StreamTimeouts;
 }
 
@@ -68,6 +72,10 @@ export class Vassal {
   readonly #policy: BackoffPolicy;
   #app: App | undefined;
   #runDir: string | undefined;
+  #touch: TouchWatcher[] = [];
+  readonly #daemonTouchRate = new CustomerRequests();
+  /** The uid this vassal is listed for in the login directory, while it is. */
+  #listedFor: number | undefined;
   #queue: Promise<void> = Promise.resolve();
   #failures = 0;
   #timer: NodeJS.Timeout | undefined;
@@ -157,6 +165,7 @@ export class Vassal {
           for (const d of this.#daemons) await d.reload(result.spec.stopTimeoutMs);
         }
         this.#startCron(result.spec);
+        this.#startTouch(result.spec);
         await this.#reloadApp();
       }
     });
@@ -197,6 +206,37 @@ export class Vassal {
     const ds = this.#daemons;
     this.#daemons = [];
     await Promise.all([...ds].reverse().map((d) => d.stop(Math.max(0, deadline - Date.now()))));
+  }
+
+  /**
+   * touch-reload: a touched path reloads the app, as a reload from the customer's socket would (same rate);
+   * a daemon's `touch=` restarts that daemon (uWSGI's attach-daemon2), at the same rate.
+   */
+  #startTouch(spec: VassalSpec): void {
+    for (const w of this.#touch) w.stop();
+    this.#touch = [];
+    const jail = this.jail;
+    if (jail === undefined) return;
+    if (spec.touchReload.length > 0) {
+      this.#touch.push(new TouchWatcher(jail, spec.touchReload, (path) => {
+        const r = this.customerRequest('reload');
+        this.#ctx.log.info({ vassal: this.name, path, outcome: r.outcome }, `${this.name}: ${path} was touched; reload ${r.outcome}`);
+      }));
+    }
+    for (const d of this.#daemons) {
+      if (d.spec.touch.length === 0) continue;
+      this.#touch.push(new TouchWatcher(jail, d.spec.touch, (path) => {
+        const wait = this.#daemonTouchRate.take();
+        this.#ctx.log.info({ vassal: this.name, daemon: d.index, path, outcome: wait > 0 ? 'rate-limited' : 'accepted' }, `${this.name}: ${path} was touched; restart of daemon ${d.index} ${wait > 0 ? 'rate-limited' : 'accepted'}`);
+        if (wait > 0) return;
+        void this.#enqueue(async () => {
+          if (!this.#daemons.includes(d) || this.jail !== jail || !jail.running || this.spec === undefined) return;
+          await d.stop(this.spec.stopTimeoutMs);
+          await d.start();
+        });
+      }));
+    }
+    for (const w of this.#touch) w.start();
   }
 
   #startCron(spec: VassalSpec): void {
@@ -349,6 +389,8 @@ export class Vassal {
         ...(customers === undefined ? {} : { admit: () => customers.admit(uid) }),
       });
       await this.#router.listen();
+      this.#ctx.logins?.add(uid, this.name, this.#router.path);
+      this.#listedFor = uid;
     }
     if (this.#ctx.customerControl !== undefined) {
       // Seen as /run/control.sock inside the jail: `emperor status`, `logs`, `reload`, `restart` work there.
@@ -358,6 +400,7 @@ export class Vassal {
     // Daemons first, in the order written: the app usually needs its redis or memcached.
     await this.#startDaemons(spec, signal);
     this.#startCron(spec);
+    this.#startTouch(spec);
     if (spec.command === undefined) {
       this.#set('running');
       this.#emit(event, { jail: jail.initPid });
@@ -523,6 +566,11 @@ export class Vassal {
     this.#timer = undefined;
     this.#cron?.stop();
     this.#cron = undefined;
+    for (const w of this.#touch) w.stop();
+    this.#touch = [];
+    const listed = this.#listedFor;
+    this.#listedFor = undefined;
+    if (listed !== undefined) this.#ctx.logins?.remove(listed, this.name);
     const router = this.#router;
     this.#router = undefined;
     await step('closing the pty router', () => router?.close());

@@ -39,6 +39,19 @@ if (requireJails(t)) {
     t.not(reloaded.pid, first.pid, 'the app was reloaded');
     const explicit = await cli('status', '--json', '--run-dir', '/run');
     t.equal(explicit.code, 0);
+    // What the customer reads names nothing of the host: the pid is the jail's, no shim or init pid, the
+    // file without its host directory.
+    const view = (JSON.parse(explicit.stdout) as Array<{ pid: number; jail: unknown; file: string }>)[0];
+    const inJail = jail?.exec({ argv: ['/bin/sh', '-c', 'for p in /proc/[0-9]*; do tr "\\\\0" " " < $p/cmdline | grep -q "^/bin/sh -c echo app started" && echo ${p#/proc/}; done'], env: { PATH: '/usr/bin:/bin' } });
+    let sleepPid = '';
+    inJail?.subprocess.stdout?.on('data', (d: Buffer) => (sleepPid += d.toString()));
+    await inJail?.exited;
+    t.equal(String(view?.pid), sleepPid.trim(), 'the app\'s pid as the jail numbers it');
+    t.not(view?.pid, e.emperor.vassals.get('own')?.pid, 'not the host pid');
+    t.same(view?.jail, { init: 1 });
+    t.equal(view?.file, 'own.ini');
+    t.notMatch(explicit.stdout, e.root, 'no host path of the emperor\'s');
+    t.notMatch(explicit.stdout, /\/sys\/fs\/cgroup/);
     // From the host, as bob: alice's customer socket refuses him at the kernel level (0600, owned by alice).
     const { spawn } = await import('node:child_process');
     const bob = spawn('setpriv', ['--reuid', 'demo-bob', '--regid', 'demo-bob', '--init-groups', '/usr/bin/python3', '-c', `import socket; socket.socket(socket.AF_UNIX).connect(${JSON.stringify(e.socketOf('own', 'control.sock'))})`], { env: { PATH: '/usr/bin:/bin' } });

@@ -1,7 +1,11 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, readdirSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
+import { join } from 'node:path';
 import t from 'tap';
 import { frame } from '@emperor/pty';
 import { requireJails, startEmperor } from './fixtures/emperor.js';
+import { asCustomer } from './fixtures/hostile.js';
 import { publicCheckout } from './fixtures/public-checkout.js';
 import { run, SYSTEM_PATH } from './fixtures/run.js';
 
@@ -89,6 +93,55 @@ if (requireJails(t)) {
     const direct = await run('setpriv', ['--reuid', 'demo-bob', '--regid', 'demo-bob', '--init-groups', 'python3', '-c', `import socket; socket.socket(socket.AF_UNIX).connect(${JSON.stringify(e.socketOf('ca', 'pty.sock'))})`]);
     t.not(direct.status, 0);
     t.match(direct.stderr, /PermissionError/, `alice's pty socket refuses bob at the kernel level: ${direct.stderr}`);
+  });
+
+  t.test('emperor pty enters only what the emperor lists for the caller\'s uid: planted sockets and symlinks change nothing', async (t) => {
+    const emperorBin = `${publicCheckout(t)}/node_modules/.bin/emperor`;
+    const e = await startEmperor(t);
+    e.write('la.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');
+    e.write('lb.ini', '[uwsgi]', 'uid = demo-bob', 'command = sleep 300');
+    await e.waitFor((x) => x.vassal === 'la' && x.event === 'spawned');
+    await e.waitFor((x) => x.vassal === 'lb' && x.event === 'spawned');
+    const uid = (u: string) => Number(execFileSync('id', ['-u', u], { encoding: 'utf8' }).trim());
+    const logins = join(e.root, 'run', 'logins');
+    const top = statSync(logins);
+    t.equal(top.uid, 0);
+    t.equal(top.mode & 0o777, 0o711, 'nobody lists the uids');
+    const aliceDir = lstatSync(join(logins, String(uid('demo-alice'))));
+    t.equal(aliceDir.uid, uid('demo-alice'));
+    t.equal(aliceDir.mode & 0o777, 0o500, 'alice reads her own list; nobody but root writes it');
+    t.same(readdirSync(join(logins, String(uid('demo-alice')))), ['la']);
+    // Alice, from inside her jail, plants what used to catch or block bob's login: a symlink to bob's pty
+    // socket and a listening socket of her own, both next to her pty socket (a run dir bob's client once scanned).
+    const bobPty = e.socketOf('lb', 'pty.sock');
+    const plant = await asCustomer(e.emperor.vassals.get('la')?.jail, `
+import os, socket, time, sys
+os.symlink(${JSON.stringify(bobPty)}, '/run/bob-pty.sock')
+s = socket.socket(socket.AF_UNIX); s.bind('/run/fake-pty.sock'); os.chmod('/run/fake-pty.sock', 0o666); s.listen()
+print('planted'); sys.stdout.flush()
+`);
+    t.match(plant.stdout, /planted/);
+    const as = (user: string, command: string, ...extra: string[]) =>
+      run('setpriv', ['--reuid', user, '--regid', user, '--init-groups', 'env', '-i', `PATH=${SYSTEM_PATH}`, `SSH_ORIGINAL_COMMAND=${command}`, emperorBin, 'pty', '--run-dir', `${e.root}/run`, ...extra]);
+    const b = await as('demo-bob', 'id -un; hostname');
+    t.equal(b.status, 0, b.stderr);
+    t.equal(b.stdout, 'demo-bob\nlb\n', 'bob lands in his own vassal, not blocked nor redirected');
+    // Bob cannot read alice's list, nor write his own.
+    const peek = await run('setpriv', ['--reuid', 'demo-bob', '--regid', 'demo-bob', '--init-groups', 'sh', '-c', `ls ${logins}/${uid('demo-alice')} 2>&1; ls ${logins} 2>&1; ln -s /tmp ${logins}/${uid('demo-bob')}/x 2>&1; true`]);
+    t.match(peek.stdout, /ls: cannot open directory .*Permission denied[\s\S]*ls: cannot open directory .*Permission denied[\s\S]*Permission denied/, peek.stdout);
+    // Alice makes her own list writable and adds an entry: her own logins ignore it (only root's entries count).
+    const self = await run('setpriv', ['--reuid', 'demo-alice', '--regid', 'demo-alice', '--init-groups', 'sh', '-c', `chmod u+w ${logins}/${uid('demo-alice')} && ln -s ${bobPty} ${logins}/${uid('demo-alice')}/evil && echo ok`]);
+    t.match(self.stdout, /ok/);
+    const a = await as('demo-alice', 'id -un');
+    t.equal(a.stdout, 'demo-alice\n', 'alice\'s own planted entry is not an entry');
+    // A stopped vassal leaves the list; the emperor's stop leaves nothing.
+    e.remove('lb.ini');
+    await e.waitFor((x) => x.vassal === 'lb' && x.event === 'removed');
+    t.notOk(existsSync(join(logins, String(uid('demo-bob')))), 'bob\'s list went with his last vassal');
+    const gone = await as('demo-bob', 'id -un');
+    t.match(gone.stderr, /expected a vassal running as uid \d+, got none/);
+    await e.emperor.stop();
+    t.notOk(existsSync(logins), 'the emperor\'s stop removes the login directory');
   });
 
   t.test('bad clients get a clear error and the router keeps serving', async (t) => {

@@ -1,29 +1,41 @@
-import { readdirSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import { EmperorError } from '@emperor/errors';
 import { COLS, frame, HELLO, OUT_EXIT, OUT_STDERR, OutputReader, ROWS, STDIN_EOF, stdinFrames } from './frames.js';
 
-/** The pty socket of the calling user's vassal: the one in RUN/vassals/* owned by our uid. */
+/** Group or others may write: not a directory whose contents only root decides. */
+const othersWrite = (mode: number): boolean => (mode & 0o022) !== 0;
+
+/**
+ * The pty socket of the calling user's vassal, as the emperor lists it: `RUN/logins/UID/NAME`, symlinks
+ * only root makes, in a directory only root writes (packages/emperor/src/logins.ts). Nothing else is looked
+ * at: a socket or symlink another customer made anywhere cannot redirect or block this login.
+ */
 export const findPtySocket = (runDir: string, uid: number, name?: string): string => {
-  const base = join(runDir, 'vassals');
-  let names: string[];
-  try {
-    names = readdirSync(base);
-  } catch {
-    throw new EmperorError('EMPEROR_ERR_CONTROL', `expected the emperor's run dir at ${runDir}, got none`, { hint: 'is the emperor running?' });
+  const logins = join(runDir, 'logins');
+  const top = lstatSync(logins, { throwIfNoEntry: false });
+  if (top === undefined) throw new EmperorError('EMPEROR_ERR_CONTROL', `expected the emperor's login directory at ${logins}, got none`, { hint: 'is the emperor running?' });
+  if (!top.isDirectory() || top.uid !== 0 || othersWrite(top.mode)) {
+    throw new EmperorError('EMPEROR_ERR_CONTROL', `expected ${logins} to be a directory only root writes, got uid ${top.uid} mode ${(top.mode & 0o7777).toString(8)}`, { hint: 'ask your host: the run dir is not the emperor\'s' });
   }
-  const mine = names.filter((n) => {
-    const st = statSync(join(base, n, 'pty.sock'), { throwIfNoEntry: false });
-    return st?.isSocket() === true && st.uid === uid;
-  });
+  const dir = join(logins, String(uid));
+  const st = lstatSync(dir, { throwIfNoEntry: false });
+  const none = () => new EmperorError('EMPEROR_ERR_NO_VASSAL', `expected a vassal running as uid ${uid}, got none`, { hint: 'ask your host to start your app (pty = on)' });
+  if (st === undefined) throw none();
+  if (!st.isDirectory() || (st.uid !== uid && st.uid !== 0)) throw new EmperorError('EMPEROR_ERR_CONTROL', `expected ${dir} to be your login directory, got something else`, { hint: 'ask your host' });
+  // Only root's symlinks count: an entry of anyone else is not the emperor's (the uid could chmod its own directory).
+  const mine = readdirSync(dir).filter((n) => {
+    const e = lstatSync(join(dir, n), { throwIfNoEntry: false });
+    return e?.isSymbolicLink() === true && e.uid === 0;
+  }).sort();
   if (name !== undefined) {
     if (!mine.includes(name)) throw new EmperorError('EMPEROR_ERR_NO_VASSAL', `expected a vassal of yours named ${name}, got none`, { hint: mine.length ? `yours: ${mine.join(', ')}` : 'you have no vassal with a pty' });
-    return join(base, name, 'pty.sock');
+    return join(dir, name);
   }
-  if (mine.length === 0) throw new EmperorError('EMPEROR_ERR_NO_VASSAL', `expected a vassal running as uid ${uid}, got none`, { hint: 'ask your host to start your app (pty = on)' });
+  if (mine.length === 0) throw none();
   if (mine.length > 1) throw new EmperorError('EMPEROR_ERR_NO_VASSAL', `expected one vassal of yours, got ${mine.length}: ${mine.join(', ')}`, { hint: 'set EMPEROR_VASSAL to the one to enter' });
-  return join(base, mine[0] as string, 'pty.sock');
+  return join(dir, mine[0] as string);
 };
 
 /** Terminal and stdio the client works with (the process's, or a test's). */
