@@ -74,7 +74,7 @@ if (requireJails(t)) {
     const [who, host, procs] = cmd.stdout.split('\n');
     t.equal(who, 'demo-alice');
     t.equal(host, 'alice-jail', 'inside alice\'s jail');
-    t.match(procs, /^bash emperor-jail ps sh sleep sort tr $/, 'seeing only her jail\'s processes');
+    t.match(procs, /^bash init ps sh sleep sort tr $/, 'seeing only her jail\'s processes (the init under a neutral name)');
 
     const bob = await run('ssh', [...s.sshArgs('demo-bob'), 'hostname; ls /run; cat /proc/1/cmdline >/dev/null && echo has-init']);
     t.match(bob.stdout, /^bob-jail\n/, 'bob lands in his own jail');

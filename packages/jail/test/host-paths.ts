@@ -1,12 +1,13 @@
 // What root does with paths a customer can write, and what a jail learns about the host: each attack is
 // made by the customer's uid (on the host where the customer owns files there, from inside the jail
 // otherwise), and the test asserts the outcome.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { cleanupCgroups, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
+import { Jail } from '../src/index.js';
+import { CGROUP_PARENT, cleanupCgroups, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
 
 if (!requireJails(t)) process.exit(0);
 cleanupCgroups(t);
@@ -144,4 +145,35 @@ t.test('a socket directory the customer made (or a symlink) is refused, never fo
   t.match(e2, { message: /component sockets must be a directory, not a symlink/ });
   t.equal(readFileSync(join(victim, 'app.sock'), 'utf8'), 'root file\n', 'the file behind the symlink is untouched');
   t.same(readdirSync(victim), ['app.sock']);
+});
+
+t.test('a race: the customer swaps a directory of a bind source for a symlink in a loop while jails are built', async (t) => {
+  const srv = aliceDir(t);
+  asUser('demo-alice', `mkdir -p ${srv}/real/b && echo mine > ${srv}/real/b/file && ln -s ${srv}/real ${srv}/link-unused`);
+  const hostDir = mkdtempSync(join(tmpdir(), 'emperor-host-secret-'));
+  t.teardown(() => rmSync(hostDir, { recursive: true, force: true }));
+  mkdirSync(join(hostDir, 'b'));
+  writeFileSync(join(hostDir, 'b', 'file'), 'host\n');
+  // "a" flips between alice's directory and a symlink to the host directory, as fast as a shell can.
+  const flipper = spawn('setpriv', ['--reuid', 'demo-alice', '--regid', 'demo-alice', '--init-groups', '--', 'sh', '-c',
+    `cd ${srv}; while :; do mv -T real a 2>/dev/null; mv -T a real 2>/dev/null; ln -sfn ${hostDir} a 2>/dev/null; rm -f a 2>/dev/null; done`], { stdio: 'ignore' });
+  t.teardown(() => void flipper.kill('SIGKILL'));
+  const spec = specOf('hp-race', `bind-ro = ${srv}/a/b:/data`);
+  const seen = { mine: 0, refused: 0, missing: 0, host: 0 };
+  for (let i = 0; i < 40; i++) {
+    const jail = await Jail.create(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT }).catch((e: Error) => e);
+    if (jail instanceof Error) {
+      if (/symlink/.test(jail.message)) seen.refused++;
+      else if (/ENOENT|No such file/.test(jail.message)) seen.missing++;
+      else t.fail(`unexpected error: ${jail.message}`);
+      continue;
+    }
+    const r = await sh(jail, 'cat /data/file');
+    if (r.stdout === 'host\n') seen.host++;
+    else if (r.stdout === 'mine\n') seen.mine++;
+    await jail.stop();
+  }
+  flipper.kill('SIGKILL');
+  t.equal(seen.host, 0, `the host directory was never mounted (${JSON.stringify(seen)})`);
+  t.ok(seen.refused + seen.mine + seen.missing === 40);
 });
