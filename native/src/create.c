@@ -28,8 +28,6 @@ static __attribute__((noreturn)) void init_main(const struct create_spec *spec, 
 	/* Die with the shim; and if the shim is already gone, the read below sees EOF. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
 		die_errno("set the parent-death signal");
-	/* What the jail's ps and /proc/1/cmdline show: no host path, cgroup or argument of ours. */
-	set_process_name("init");
 	char go;
 	if (read(sync, &go, 1) != 1)
 		_exit(EXIT_SETUP);
@@ -43,6 +41,12 @@ static __attribute__((noreturn)) void init_main(const struct create_spec *spec, 
 		_exit(EXIT_SETUP);
 	if (unshare(CLONE_NEWCGROUP) < 0)
 		die_errno("unshare the cgroup namespace");
+	/*
+	 * What the jail's ps and /proc/1/cmdline show: no host path, cgroup or argument of ours. Only now: the
+	 * spec may point into our argv (arguments given on the command line), and the root is built from it.
+	 * Nothing of the customer's runs before this.
+	 */
+	set_process_name("init");
 	if (spec->ns_flags & CLONE_NEWUTS) {
 		set_step("set the hostname");
 		if (sethostname(spec->hostname, strlen(spec->hostname)) < 0)

@@ -6,7 +6,7 @@ import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { Jail } from '../src/index.js';
+import { helperPath, Jail, mountArgs } from '../src/index.js';
 import { CGROUP_PARENT, cleanupCgroups, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
 
 if (!requireJails(t)) process.exit(0);
@@ -176,4 +176,26 @@ t.test('a race: the customer swaps a directory of a bind source for a symlink in
   flipper.kill('SIGKILL');
   t.equal(seen.host, 0, `the host directory was never mounted (${JSON.stringify(seen)})`);
   t.ok(seen.refused + seen.mine + seen.missing === 40);
+});
+
+t.test('arguments on the command line still work (debugging, the bench), and the init is renamed only once the root is built from them', async (t) => {
+  const spec = specOf('hp-argv');
+  const runDir = runDirFor(t, spec);
+  const shim = spawn(helperPath(), ['create', '--status-fd', '3', '--hostname', 'argv', ...mountArgs(spec, { runDir })], { stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+  let err = '';
+  shim.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const first = await new Promise<string>((resolve) => {
+    let text = '';
+    shim.stdio[3]?.on('data', (d: Buffer) => {
+      text += d.toString();
+      if (text.includes('\n')) resolve(text.split('\n')[0] ?? '');
+    });
+    shim.on('exit', () => resolve(text));
+  });
+  const ready = JSON.parse(first) as { event: string; init: number };
+  t.equal(ready.event, 'ready', err);
+  t.equal(readFileSync(`/proc/${ready.init}/cmdline`, 'utf8').replace(/\0+$/, ''), 'init');
+  const gone = new Promise((r) => shim.on('exit', r));
+  shim.kill('SIGTERM');
+  await gone;
 });
