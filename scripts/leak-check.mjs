@@ -15,8 +15,10 @@ for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     // gone already, or a kernel thread
   }
 }
+// Every depth (a cgroup tree has no symlinks; 64 is only a guard): on cgroup v2 under systemd, test cgroups
+// sit under system.slice/SCOPE/supervisor/... and were once found 10 levels down.
 const walk = (dir, depth) => {
-  if (depth > 6) return;
+  if (depth > 64) return;
   let entries = [];
   try {
     entries = readdirSync(dir, { withFileTypes: true });

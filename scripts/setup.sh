@@ -11,8 +11,8 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 # Debian packages: the C helper's toolchain and libseccomp; node-gyp's needs (node-pty); the peers and tools
 # the tests and benchmarks run against (uWSGI, bubblewrap, OpenSSH, rsync, iproute2).
-DEBS=(build-essential pkg-config libseccomp-dev python3 git ca-certificates iproute2 procps util-linux
-      passwd bubblewrap uwsgi-core openssh-server openssh-client rsync)
+# The list is in scripts/debian-packages.txt (the VM image installs the same ones).
+mapfile -t DEBS < <(grep -v '^#' scripts/debian-packages.txt | tr -s ' ' '\n' | grep -v '^$')
 missing=()
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

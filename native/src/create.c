@@ -54,6 +54,16 @@ static __attribute__((noreturn)) void init_main(const struct create_spec *spec, 
 	}
 	if (spec->ns_flags & CLONE_NEWNET)
 		loopback_up();
+	/*
+	 * cgroup v2 kills the whole cgroup on an OOM (memory.oom.group = 1): every process of the customer's,
+	 * but not the init, so the jail (and its OOM count) survives and the emperor restarts what died. Needs
+	 * CAP_SYS_RESOURCE, which some containers withhold (then the init is as killable as the rest).
+	 */
+	int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (adj >= 0) {
+		(void)!write(adj, "-1000", 5);
+		close(adj);
+	}
 	/* The init keeps no capability, cannot be ptraced (not dumpable) and runs under the same filter. */
 	drop_bounding_and_ambient();
 	lock_securebits();

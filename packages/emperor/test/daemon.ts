@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { alive, get, requireJails } from './fixtures/emperor.js';
+import { bound } from './fixtures/time.js';
 
 const emperorBin = fileURLToPath(new URL('../../../node_modules/.bin/emperor', import.meta.url));
 
@@ -29,9 +30,9 @@ const daemon = async (t: Test, files: Record<string, string>) => {
     }
     rmSync(root, { recursive: true, force: true });
   });
-  const cli = (...args: string[]) => spawnSync(emperorBin, [...args, '--run-dir', runDir], { encoding: 'utf8', timeout: 30_000 });
+  const cli = (...args: string[]) => spawnSync(emperorBin, [...args, '--run-dir', runDir], { encoding: 'utf8', timeout: bound(30_000) });
   const until = async (pred: () => boolean, what: string) => {
-    for (let i = 0; i < 400; i++) {
+    for (let i = 0; i < bound(400); i++) {
       if (pred()) return;
       await new Promise((r) => setTimeout(r, 50));
     }
@@ -130,7 +131,7 @@ if (requireJails(t)) {
     await new Promise((r) => setTimeout(r, 500));
     d.proc.kill('SIGTERM');
     // Bounded by the largest stop-timeout (2 s) plus the shutdown grace (3 s): only a hang can miss 20 s.
-    const code = await Promise.race([d.exited, new Promise<string>((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+    const code = await Promise.race([d.exited, new Promise<string>((r) => setTimeout(() => r(`still running after ${bound(20_000) / 1000} s`), bound(20_000)))]);
     t.equal(code, 0, 'exited 0');
     t.same(readdirSync(join(d.runDir, 'vassals')), [], 'run dirs removed');
   });

@@ -5,6 +5,9 @@ import { EmperorError } from '@emperor/errors';
 /** The controllers a jail needs: limits (memory, cpu, pids) and cpu accounting. */
 export type Controller = 'memory' | 'cpu' | 'cpuacct' | 'pids';
 
+/** The leaf of the emperor's own cgroup its processes move to on cgroup v2 (no internal processes). */
+export const SUPERVISOR_LEAF = 'supervisor';
+
 /** Where one controller lives for this process. */
 export interface Hierarchy {
   version: 1 | 2;
@@ -64,14 +67,25 @@ export const detectHierarchies = (sources: CgroupSources = realSources()): Hiera
   }
   const missing = (['memory', 'cpu', 'pids'] as const).filter((c) => !found.has(c));
   if (missing.length > 0 && v2Mount !== undefined && own.has('')) {
-    const ownV2 = join(v2Mount, own.get('') ?? '/');
-    let enabled: string[] = [];
+    // Our own cgroup, not a leaf we made: the emperor moves itself into OWN/supervisor (the no-internal-
+    // processes rule), and its children are born there; a cgroup is chosen once, never one level deeper.
+    let path = own.get('') ?? '/';
+    if (path.endsWith(`/${SUPERVISOR_LEAF}`)) path = path.slice(0, -SUPERVISOR_LEAF.length - 1) || '/';
+    const ownV2 = join(v2Mount, path);
+    // What our cgroup may hand down: its own cgroup.controllers (what its parent delegated), not the root's.
+    let available: string[] = [];
     try {
-      enabled = sources.readControllers(v2Mount).trim().split(/\s+/);
+      available = sources.readControllers(ownV2).trim().split(/\s+/);
     } catch {
-      enabled = [];
+      available = [];
     }
-    const v2 = missing.filter((c) => enabled.includes(c));
+    const v2 = missing.filter((c) => available.includes(c));
+    const notDelegated = missing.filter((c) => !available.includes(c));
+    if (notDelegated.length > 0 && v1.size === 0) {
+      throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `${notDelegated.join(' and ')} ${notDelegated.length > 1 ? 'are' : 'is'} not delegated to ${path}: expected ${missing.join(', ')} in ${join(ownV2, 'cgroup.controllers')}, got "${available.join(' ')}"`, {
+        hint: path === '/' ? 'enable them in /sys/fs/cgroup/cgroup.subtree_control' : 'set Delegate=yes in the emperor\'s unit (docs/deploy/emperor.service), or run it with systemd-run -p Delegate=yes',
+      });
+    }
     if (v2.length > 0) {
       result.push({ version: 2, controllers: v2, mount: v2Mount, own: ownV2 });
       for (const c of v2) found.add(c);

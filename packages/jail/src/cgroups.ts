@@ -1,7 +1,7 @@
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { EmperorError } from '@emperor/errors';
-import { detectHierarchies, type Hierarchy } from './cgroup-detect.js';
+import { detectHierarchies, SUPERVISOR_LEAF, type Hierarchy } from './cgroup-detect.js';
 
 /** The limits of a jail's cgroup (the vassal file's memory-limit, cpu-limit, cpu-weight, pids-limit, cgroup-opt). */
 export interface CgroupLimits {
@@ -132,6 +132,12 @@ export class JailCgroups {
       const controller = file.split('.')[0] ?? '';
       const h = this.#hierarchies.find((x) => x.controllers.includes(controller as never));
       if (h === undefined) throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `cgroup-opt ${file}: expected a file of the memory, cpu, cpuacct or pids controller, got "${controller}"`, { hint: 'only those controllers are set up for jails' });
+      // Checked before writing: writing a file cgroupfs does not have answers EACCES (it would be a create).
+      if (!existsSync(join(h.dir, file))) {
+        throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `cgroup-opt ${file}: expected a control file of this host's cgroup v${h.version} ${controller} controller, got none of that name`, {
+          hint: h.version === 2 ? `${file} is a cgroup v1 file; on v2 use the vassal keys (memory-limit, cpu-limit, cpu-weight, pids-limit) or a v2 file such as memory.high` : `${file} is not a cgroup v1 file of this kernel`,
+        });
+      }
       write(h.dir, file, value);
     }
   }
@@ -186,7 +192,15 @@ export class JailCgroups {
     const start = Date.now();
     for (;;) {
       const left = this.pids();
-      if (left.length === 0) return this.remove();
+      if (left.length === 0) {
+        try {
+          return this.remove();
+        } catch (e) {
+          // cgroup v2 answers EBUSY for a moment after its last process is gone (the exited task is still
+          // being released): try again, within the same 10 s as a process that will not leave.
+          if (!/EBUSY/.test(String((e as Error).message)) || Date.now() - start > 10_000) throw e;
+        }
+      }
       if (Date.now() - start > 1000) {
         for (const pid of left) {
           try {
@@ -217,7 +231,7 @@ export const removeCgroupParent = (parent: string, hierarchies: Hierarchy[] = de
   for (const h of hierarchies) {
     const base = join(h.own, parent);
     try {
-      if (h.version === 2 && existsSync(join(base, 'supervisor'))) return; // v2 keeps the emperor's own leaf
+      if (h.version === 2 && existsSync(join(base, SUPERVISOR_LEAF))) return; // v2 keeps the emperor's own leaf
       rmdirSync(base);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
@@ -235,7 +249,7 @@ const prepareV2 = (h: Hierarchy, base: string): void => {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'EBUSY') throw e;
     // No internal processes: the emperor's own cgroup must become an inner node, so we move into a leaf.
-    const leaf = join(h.own, 'supervisor');
+    const leaf = join(h.own, SUPERVISOR_LEAF);
     mkdirSync(leaf, { recursive: true });
     for (const pid of readFileSync(join(h.own, 'cgroup.procs'), 'utf8').split('\n').filter((l) => l !== '')) {
       writeFileSync(join(leaf, 'cgroup.procs'), pid);

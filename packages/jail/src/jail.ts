@@ -121,7 +121,8 @@ export class Jail {
       }
       return new Jail(spec, cgroups, shim, first, done, stderr, home);
     } catch (e) {
-      cgroups.remove();
+      // The failed init may still be leaving its cgroups: wait for them, so a retry finds nothing in the way.
+      await cgroups.drainAndRemove().catch(() => undefined);
       throw e;
     }
   }

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import t from 'tap';
 import { cleanupCgroups, makeJail, requireJails, sh, specOf } from './fixtures/jail.js';
+import { detectHierarchies } from '../src/index.js';
 
 if (requireJails(t)) {
   cleanupCgroups(t);
@@ -44,7 +45,10 @@ if (requireJails(t)) {
   });
 
   t.test('cpu quota and weight, memory and pids limits are written to the cgroup', async (t) => {
-    const jail = await makeJail(t, specOf('lim-files', 'memory-limit = 48M', 'cpu-limit = 50%', 'cpu-weight = 200', 'pids-limit = 40', 'cgroup-opt = memory.swappiness=0'));
+    // A cgroup-opt of the running hierarchy: v1's swappiness, v2's memory.high.
+    const v2 = detectHierarchies().some((h) => h.version === 2 && h.controllers.includes('memory'));
+    const opt = v2 ? 'memory.high=41943040' : 'memory.swappiness=0';
+    const jail = await makeJail(t, specOf('lim-files', 'memory-limit = 48M', 'cpu-limit = 50%', 'cpu-weight = 200', 'pids-limit = 40', `cgroup-opt = ${opt}`));
     t.ok(jail.cgroups.dirs.length >= 3, 'one directory per hierarchy');
     const cat = (file: string): string => {
       for (const d of jail.cgroups.dirs) {
@@ -66,9 +70,19 @@ if (requireJails(t)) {
       t.equal(cat('memory.max'), String(48 * 1024 * 1024));
       t.equal(cat('cpu.max'), '50000 100000');
       t.equal(cat('cpu.weight'), '200');
+      t.equal(cat('memory.high'), '41943040', 'cgroup-opt is written');
     }
     t.equal(cat('pids.max'), '40');
     for (const d of jail.cgroups.dirs) t.ok(d.includes(`/emperor-test-${process.pid}/lim-files`), `${d} is under the test's own parent`);
+  });
+
+  t.test('a cgroup-opt file the running hierarchy does not have is refused by name, with the way out', async (t) => {
+    const v2 = detectHierarchies().some((h) => h.version === 2 && h.controllers.includes('memory'));
+    // The other version's file: v1's swappiness on v2 (what vassals.example/dave.ini once set), v2's memory.high on v1.
+    const file = v2 ? 'memory.swappiness' : 'memory.high';
+    const err = await makeJail(t, specOf('lim-badopt', `cgroup-opt = ${file}=1`)).catch((e: Error) => e);
+    t.match(err, { code: 'EMPEROR_ERR_JAIL_CGROUP', message: `cgroup-opt ${file}: expected a control file of this host's cgroup v${v2 ? 2 : 1} memory controller, got none of that name` });
+    if (v2) t.match(err, { hint: /a cgroup v1 file; on v2 use the vassal keys/ });
   });
 
   t.test('limits can be changed while the jail runs', async (t) => {
