@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { requireJails, startEmperor } from './fixtures/emperor.js';
@@ -14,10 +14,19 @@ if (requireJails(t)) {
     await e.waitFor((x) => x.vassal === 'plain' && x.event === 'spawned');
     await e.waitFor((x) => x.vassal === 'other' && x.event === 'spawned');
     const jail = e.emperor.vassals.get('plain')?.jail;
-    const dir = (c: string) => jail?.cgroups.dirs.find((d) => d.includes(`/${c}/`)) as string;
-    t.equal(readFileSync(join(dir('pids'), 'pids.max'), 'utf8').trim(), '512', 'pids.max');
-    t.equal(readFileSync(join(dir('memory'), 'memory.limit_in_bytes'), 'utf8').trim(), String(512 * MiB), 'memory limit');
-    t.equal(readFileSync(join(dir('cpu'), 'cpu.cfs_quota_us'), 'utf8').trim(), '100000', 'one CPU');
+    // The file in whichever of the jail's cgroup directories has it (v1: one per hierarchy; v2: one for all).
+    const cat = (file: string): string | undefined => {
+      for (const d of jail?.cgroups.dirs ?? []) if (existsSync(join(d, file))) return readFileSync(join(d, file), 'utf8').trim();
+      return undefined;
+    };
+    t.equal(cat('pids.max'), '512', 'pids.max');
+    if (cat('memory.max') !== undefined) {
+      t.equal(cat('memory.max'), String(512 * MiB), 'memory limit (v2)');
+      t.equal(cat('cpu.max'), '100000 100000', 'one CPU (v2)');
+    } else {
+      t.equal(cat('memory.limit_in_bytes'), String(512 * MiB), 'memory limit');
+      t.equal(cat('cpu.cfs_quota_us'), '100000', 'one CPU');
+    }
     const r = await asCustomer(jail, `
 import resource, os
 for n in ('NOFILE', 'NPROC', 'CORE', 'MEMLOCK', 'STACK', 'FSIZE', 'AS'):
