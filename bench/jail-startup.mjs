@@ -5,13 +5,15 @@
 //   bwrap: bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true
 //   helperNoCgroup: our helper's create + exec with the same mounts but no cgroups (the C side alone)
 //   oursExecOnly: exec /bin/true into an already running jail (what a cron job or pty session costs)
-// Runs alternate between the two so that machine noise hits both alike. Usage: node bench/jail-startup.mjs [N]
+//   oursB: ours with another build of the helper (EMPEROR_BENCH_HELPER_B=PATH), for an A/B of a helper change
+//          (docs/benchmarks.md: clone3 CLONE_INTO_CGROUP against the build that migrated each process)
+// Runs alternate between the cases so that machine noise hits all alike. Usage: node bench/jail-startup.mjs [N]
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, chownSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseVassalText } from '@emperor/config';
-import { helperPath, Jail, mountArgs, removeCgroupParent } from '@emperor/jail';
+import { detectHierarchies, helperPath, Jail, mountArgs, removeCgroupParent } from '@emperor/jail';
 
 const N = Number(process.argv[2] ?? 200);
 const PARENT = `emperor-bench-${process.pid}`;
@@ -20,8 +22,10 @@ if (!r.ok) throw new Error('bad bench spec');
 const runDir = mkdtempSync(join(tmpdir(), 'emperor-run-bench-'));
 chownSync(runDir, 0, r.spec.gid);
 
+let bornInCgroup;
 const ours = async () => {
   const jail = await Jail.create(r.spec, { runDir, cgroupParent: PARENT });
+  bornInCgroup ??= jail.bornInCgroup;
   const e = await jail.exec({ argv: ['/bin/true'] }).exited;
   if (e.code !== 0) throw new Error(`true exited ${e.code}`);
   await jail.stop();
@@ -51,7 +55,19 @@ const helperNoCgroup = async () => {
   await gone;
 };
 
-const cases = { ours, bwrap, helperNoCgroup, oursExecOnly };
+const helperB = process.env.EMPEROR_BENCH_HELPER_B;
+const oursB = async () => {
+  const saved = process.env.EMPEROR_JAIL_HELPER;
+  process.env.EMPEROR_JAIL_HELPER = helperB;
+  try {
+    await ours();
+  } finally {
+    if (saved === undefined) delete process.env.EMPEROR_JAIL_HELPER;
+    else process.env.EMPEROR_JAIL_HELPER = saved;
+  }
+};
+
+const cases = { ours, bwrap, helperNoCgroup, oursExecOnly, ...(helperB ? { oursB } : {}) };
 const times = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
 for (let i = 0; i < 10; i++) for (const f of Object.values(cases)) await f(); // warm-up
 for (let i = 0; i < N; i++) {
@@ -74,4 +90,6 @@ const fmt = (v) => v.toFixed(2);
 console.log(`runs: ${N} each, interleaved`);
 for (const [k, s] of Object.entries(stats)) console.log(`${k.padEnd(13)} median ${fmt(s.median)} ms  p10 ${fmt(s.p10)}  p90 ${fmt(s.p90)}`);
 console.log(`ratio ours/bwrap (medians): ${(stats.ours.median / stats.bwrap.median).toFixed(2)}`);
+if (stats.oursB) console.log(`ratio ours/oursB (medians): ${(stats.ours.median / stats.oursB.median).toFixed(2)}`);
+console.log(`cgroup v${detectHierarchies().some((h) => h.version === 2) ? 2 : 1}; jail init born in its cgroup: ${bornInCgroup}`);
 console.log(JSON.stringify({ n: N, stats }));

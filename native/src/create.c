@@ -128,18 +128,21 @@ void cmd_create(const struct create_spec *spec)
 	sigaddset(&wait_set, SIGHUP);
 	sigprocmask(SIG_BLOCK, &wait_set, NULL);
 
+	/* The jail's cgroups, opened while we still see the host's cgroup file systems. */
+	struct cgroup_set cgroups;
+	open_cgroups(spec->cgroups, spec->n_cgroups, &cgroups);
 	int sv[2];
 	set_step("socketpair");
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		die_errno("socketpair");
-	set_step("clone");
-	pid_t init = clone_into(spec->ns_flags);
+	pid_t init = clone_into_cgroup(spec->ns_flags, &cgroups);
 	if (init == 0) {
 		close(sv[0]);
 		if (listen_fd >= 0)
 			close(listen_fd);
 		if (place.dir >= 0)
 			close(place.dir);
+		close_cgroups(&cgroups);
 		sigset_t none;
 		sigemptyset(&none);
 		sigprocmask(SIG_SETMASK, &none, NULL);
@@ -147,15 +150,16 @@ void cmd_create(const struct create_spec *spec)
 	}
 	close(sv[1]);
 	/*
-	 * Release the init to build the root while we move it into its cgroups: on cgroup v1 the first
-	 * migration after a quiet spell waits for an RCU grace period (milliseconds), and the root can be built
-	 * meanwhile. Nothing of the customer's runs in the init; every process it will hold joins the cgroups
-	 * itself before exec, and "ready" is reported only once both are done.
+	 * Release the init to build the root while we move it into the cgroups it was not born in (cgroup v1:
+	 * CLONE_INTO_CGROUP is cgroup2's alone): the first v1 migration after a quiet spell waits for an RCU
+	 * grace period (milliseconds), and the root can be built meanwhile. Nothing of the customer's runs in
+	 * the init; every process it will hold is born in (or joins) the cgroups before exec, and "ready" is
+	 * reported only once both are done.
 	 */
 	set_step("release the init");
 	if (write(sv[0], "g", 1) != 1)
 		die_errno("release the init");
-	join_cgroups(spec->cgroups, spec->n_cgroups, init);
+	join_cgroup_set(&cgroups, init);
 	if (write(sv[0], "c", 1) != 1)
 		die_errno("tell the init its cgroups are joined");
 	char ok = 0;
@@ -164,8 +168,9 @@ void cmd_create(const struct create_spec *spec)
 	bool ready = n == 1 && ok == 'k';
 	if (ready) {
 		status_event("\"event\":\"ready\",\"shim\":%d,\"init\":%d,\"init_start\":%llu,\"shim_start\":%llu,"
-			     "\"socket_fd\":%d",
-			     (int)getpid(), (int)init, proc_start_time(init), proc_start_time(getpid()), listen_fd);
+			     "\"socket_fd\":%d,\"born_in_cgroup\":%s",
+			     (int)getpid(), (int)init, proc_start_time(init), proc_start_time(getpid()), listen_fd,
+			     cgroups.born ? "true" : "false");
 	}
 	/* A failed init has already reported its step and errno on the status fd. */
 	int status = 0;
@@ -180,9 +185,14 @@ void cmd_create(const struct create_spec *spec)
 				break;
 			continue;
 		}
-		/* Stop: killing PID 1 makes the kernel kill every process in the jail's pid namespace. */
+		/*
+		 * Stop: cgroup.kill (v2) kills every process of the jail's cgroup at once, as systemd does for a
+		 * unit; killing PID 1 makes the kernel kill the rest of its pid namespace, and is what v1 has.
+		 */
+		kill_cgroup(&cgroups); /* false on v1 or a kernel before 5.14: the kill below does it */
 		kill(init, SIGKILL);
 	}
+	close_cgroups(&cgroups);
 	wait_cgroups_empty(spec);
 	remove_listen_socket(&place);
 	if (WIFSIGNALED(status))

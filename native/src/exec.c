@@ -91,10 +91,14 @@ static int open_notify(const char *path, gid_t gid)
 }
 
 static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, int *fds, int n_fds,
-						  const char *slave, int sync, const int *cg_fds, int pidfd)
+						  const char *slave, int sync, struct cgroup_set *cgroups, int pidfd)
 {
-	/* Into the jail's cgroups before anything else runs: limits apply from the first instruction. */
-	join_cgroup_fds(cg_fds, spec->n_cgroups);
+	/*
+	 * Into the jail's cgroups before anything else runs, so limits apply from the first instruction: born
+	 * there on cgroup2 (CLONE_INTO_CGROUP), written into cgroup.procs on v1.
+	 */
+	join_cgroup_set(cgroups, 0);
+	close_cgroups(cgroups);
 	/*
 	 * Then the init's cgroup namespace (rooted at those cgroups, so /proc/self/cgroup reads "/"). Only now:
 	 * on cgroup v2 a process inside a cgroup namespace may not move itself in from outside its root.
@@ -197,11 +201,11 @@ void cmd_exec(const struct exec_spec *spec)
 	for (int i = 0; i < spec->n_pass_fds; i++)
 		fds[n_fds++] = spec->pass_fds[i];
 	/*
-	 * Cgroups are host paths: open them before the mount namespace changes. Only the child joins, so this
-	 * helper never counts against the jail's pids or memory and is never the jail's OOM victim.
+	 * Cgroups are host paths: open them before the mount namespace changes. Only the child is in them, so
+	 * this helper never counts against the jail's pids or memory and is never the jail's OOM victim.
 	 */
-	int cg_fds[MAX_CGROUPS];
-	open_cgroup_procs(spec->cgroups, spec->n_cgroups, cg_fds);
+	struct cgroup_set cgroups;
+	open_cgroups(spec->cgroups, spec->n_cgroups, &cgroups);
 	set_step("setns");
 	enter_namespaces(pidfd, spec->ns_flags);
 	int master = -1;
@@ -231,30 +235,31 @@ void cmd_exec(const struct exec_spec *spec)
 	set_step("pipe");
 	if (pipe2(sync, O_CLOEXEC) < 0)
 		die_errno("pipe");
-	set_step("fork into the pid namespace");
-	/* setns(CLONE_NEWPID) only applies to children: fork so the command is inside the jail's pid ns. */
-	pid_t child = fork();
-	if (child < 0)
-		die_errno("fork");
+	/*
+	 * setns(CLONE_NEWPID) only applies to children: fork so the command is inside the jail's pid ns (and,
+	 * on cgroup2, born in the jail's cgroup).
+	 */
+	pid_t child = clone_into_cgroup(0, &cgroups);
 	if (child == 0) {
 		close(sync[0]);
 		if (master >= 0)
 			close(master);
 		if (notify >= 0)
 			close(notify);
-		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], cg_fds, pidfd);
+		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], &cgroups, pidfd);
 	}
+	bool born_in_cgroup = cgroups.born;
 	close(pidfd);
 	close(sync[1]);
-	for (int i = 0; i < spec->n_cgroups; i++)
-		close(cg_fds[i]);
+	close_cgroups(&cgroups);
 	for (int i = 0; i < n_fds; i++)
 		if (fds[i] > 2)
 			close(fds[i]);
 	pid_t jail_pid = 0;
 	int err = 0;
 	if (read(sync[0], &jail_pid, sizeof jail_pid) == sizeof jail_pid) {
-		status_event("\"event\":\"spawn\",\"pid\":%d,\"jail_pid\":%d", (int)child, (int)jail_pid);
+		status_event("\"event\":\"spawn\",\"pid\":%d,\"jail_pid\":%d,\"born_in_cgroup\":%s", (int)child,
+			     (int)jail_pid, born_in_cgroup ? "true" : "false");
 		if (read(sync[0], &err, sizeof err) != sizeof err)
 			err = 0; /* EOF: exec succeeded */
 	}

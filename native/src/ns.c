@@ -41,15 +41,6 @@ int parse_ns_list(const char *list)
 	return flags;
 }
 
-pid_t clone_into(int flags)
-{
-	/* The raw syscall with a NULL stack behaves like fork(): the child runs on a copy of our stack. */
-	pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0UL);
-	if (pid < 0)
-		die_errno("clone");
-	return pid;
-}
-
 unsigned long long proc_start_time(pid_t pid)
 {
 	char path[64], buf[1024];

@@ -2,8 +2,6 @@
 #pragma once
 #include <sys/types.h>
 
-/* clone(2) like fork(2), into the namespaces in flags; returns 0 in the child. */
-pid_t clone_into(int flags);
 /* pidfd_open(2), checking that pid is the process that started at start (clock ticks): no pid reuse. */
 int open_verified_pidfd(pid_t pid, unsigned long long start, const char *what);
 /* The start time (field 22 of /proc/PID/stat) of a process, or 0 if it is gone. */

@@ -68,4 +68,23 @@ print(read_all(s)[4:].decode(errors='replace'))
     await v?.reload();
     t.equal(e.logs.filter((l) => l.vassal === 'homeless' && /home \/nonexistent does not exist/.test(l.msg)).length, 1, 'said once');
   });
+
+  t.test('an app the kernel kills at its memory-limit is reported as an oom event (count, limit, last error) and respawned in the same jail', async (t) => {
+    const e = await startEmperor(t, { minUptimeMs: 0 });
+    // A hog on its first run, then (the marker in its home-less /run) a sleeper: one OOM, then it stays up.
+    e.write('hog.ini', '[uwsgi]', 'uid = demo-alice', 'memory-limit = 48M',
+      'command = if [ -e /run/ran ]; then exec sleep 600; fi; touch /run/ran; exec python3 -c "exec(\'a = []\\nwhile True: a.append(bytearray(1 << 20))\')"');
+    e.write('calm.ini', '[uwsgi]', 'uid = demo-bob', 'command = sleep 600');
+    await e.waitFor((x) => x.vassal === 'calm' && x.event === 'spawned');
+    const oom = await e.waitFor((x) => x.vassal === 'hog' && x.event === 'oom');
+    t.match(oom, { memoryLimitBytes: 48 * MiB, error: /OOM killer ended the app .*memory-limit of 50331648 bytes; raise memory-limit/ });
+    t.ok(Number(oom.oomKills) >= 1, `counted (${String(oom.oomKills)})`);
+    const jail = e.emperor.vassals.get('hog')?.jail;
+    const respawn = await e.waitFor((x) => x.vassal === 'hog' && x.event === 'spawned' && x.respawn === true);
+    t.ok(respawn, 'respawned');
+    t.equal(e.emperor.vassals.get('hog')?.jail, jail, 'in the same jail (its init was spared)');
+    t.equal(e.emperor.vassals.get('hog')?.jail?.usage().oomKills, oom.oomKills, 'the count stays readable');
+    t.ok(e.logs.some((l) => l.vassal === 'hog' && l.msg === 'hog: oom' && l.level === 40), 'logged as a warning');
+    t.equal(e.emperor.vassals.get('calm')?.state, 'running', 'the neighbour is untouched');
+  });
 }

@@ -178,6 +178,29 @@ export class JailCgroups {
     return [...all];
   }
 
+  /**
+   * SIGKILL to every process of the jail's cgroups: one write to cgroup.kill on v2 (Linux 5.14; nothing can
+   * fork past it), else a kill per pid read from cgroup.procs.
+   */
+  kill(): void {
+    for (const h of this.#hierarchies) {
+      if (h.version !== 2) continue;
+      try {
+        writeFileSync(join(h.dir, 'cgroup.kill'), '1');
+        return;
+      } catch {
+        // ENOENT: a kernel before 5.14 (or the cgroup is gone); the pids below are the fallback
+      }
+    }
+    for (const pid of this.pids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // ESRCH: it just exited
+      }
+    }
+  }
+
   /** Removes the directories; they must be empty (the helper waits for that before it reports its exit). */
   remove(): void {
     for (const dir of this.dirs) rmdirQuiet(dir);
@@ -201,15 +224,7 @@ export class JailCgroups {
           if (!/EBUSY/.test(String((e as Error).message)) || Date.now() - start > 10_000) throw e;
         }
       }
-      if (Date.now() - start > 1000) {
-        for (const pid of left) {
-          try {
-            process.kill(pid, 'SIGKILL');
-          } catch {
-            // ESRCH: it just exited
-          }
-        }
-      }
+      if (Date.now() - start > 1000) this.kill();
       if (Date.now() - start > 10_000) {
         throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `cgroup ${this.dirs[0] ?? ''}: expected it to empty, got ${left.length} process(es) still in it after 10s`, { hint: 'a process is stuck in the kernel (D state)' });
       }

@@ -6,7 +6,7 @@ export { helperArgsInEnv, helperArgsOnFd, helperPath, sendHelperArgs } from './h
 export { Jail } from './jail.js';
 export type { JailExit, JailOptions } from './jail.js';
 export { execArgs, JailProcess } from './jail-process.js';
-export type { ExecOptions } from './jail-process.js';
+export type { ExecOptions, Started } from './jail-process.js';
 export { HOST_SYSTEM_DIRS, mountArgs } from './layout.js';
 export type { LayoutPaths } from './layout.js';
 export { parseStatusLine } from './status.js';

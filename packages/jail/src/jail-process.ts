@@ -53,12 +53,22 @@ export const execArgs = (jail: Jail, options: ExecOptions): string[] => {
   ];
 };
 
+/** A process that has started in a jail. */
+export interface Started {
+  pid: number;
+  jailPid: number;
+  bornInCgroup: boolean;
+}
+
 /** A process running inside a jail, through the `emperor-jail exec` helper that entered it. */
 export class JailProcess {
   /** The helper's child process: its stdout/stderr are the process's. */
   readonly subprocess: ChildProcess;
-  /** Resolves when the process is running inside the jail: host pid and pid inside the jail. */
-  readonly started: Promise<{ pid: number; jailPid: number }>;
+  /**
+   * Resolves when the process is running inside the jail: host pid, pid inside the jail, and whether it was
+   * born in the jail's cgroup (cgroup v2, clone3 CLONE_INTO_CGROUP) rather than moved there (v1).
+   */
+  readonly started: Promise<Started>;
   /** Resolves when the process sends READY=1 on NOTIFY_SOCKET (only with `notify`; never otherwise). */
   readonly ready: Promise<void>;
   /** Resolves with the exit code (128+signal when killed, 125 when the jail could not be entered). */
@@ -78,9 +88,9 @@ export class JailProcess {
     const sub = spawn(helperPath(), helperArgsOnFd('exec', 4), { stdio: [stdin, stdout, stderr, 'pipe', 'pipe'] });
     sendHelperArgs(sub.stdio[4] as NodeJS.WritableStream, ['--status-fd', '3', ...execArgs(jail, options)]);
     let error: EmperorError | undefined;
-    let onStart: (v: { pid: number; jailPid: number }) => void = () => {};
+    let onStart: (v: Started) => void = () => {};
     let onFail: (e: Error) => void = () => {};
-    const started = new Promise<{ pid: number; jailPid: number }>((resolve, reject) => {
+    const started = new Promise<Started>((resolve, reject) => {
       onStart = resolve;
       onFail = reject;
     });
@@ -89,7 +99,7 @@ export class JailProcess {
     let onReady: () => void = () => {};
     const ready = new Promise<void>((resolve) => (onReady = resolve));
     readStatus(sub.stdio[3] as Readable, (e) => {
-      if (e.event === 'spawn') onStart({ pid: e.pid, jailPid: e.jail_pid });
+      if (e.event === 'spawn') onStart({ pid: e.pid, jailPid: e.jail_pid, bornInCgroup: e.born_in_cgroup });
       else if (e.event === 'notify' && e.ready) onReady();
       else if (e.event === 'error') error ??= helperError(`jail ${jail.name}: exec ${options.argv[0] ?? ''}`, e);
       else if (e.event === 'exit') exit = { code: e.code, signal: e.signal };

@@ -127,6 +127,11 @@ export class Jail {
     }
   }
 
+  /** True when the init was born in the jail's cgroup (cgroup v2, clone3 CLONE_INTO_CGROUP), not moved there. */
+  get bornInCgroup(): boolean {
+    return this.#ready.born_in_cgroup;
+  }
+
   /** The last lines the shim wrote to stderr (for the emperor's log; empty when all is well). */
   diagnostics(): string {
     return [this.#stderr(), this.#cgroupError ?? ''].filter((x) => x !== '').join(' | ');
@@ -162,11 +167,12 @@ export class Jail {
   }
 
   /**
-   * Ends the jail at once (shutdown past its deadline): SIGKILL to its init, which takes every process of
-   * its pid namespace with it, and to the shim. {@link exited} resolves as for a stop.
+   * Ends the jail at once (shutdown past its deadline): cgroup.kill on v2, SIGKILL to its init (which takes
+   * every process of its pid namespace with it) and to the shim. {@link exited} resolves as for a stop.
    */
   kill(): void {
     if (!this.running) return;
+    this.cgroups.kill();
     for (const pid of [this.initPid, this.shimPid]) {
       try {
         process.kill(pid, 'SIGKILL');

@@ -7,8 +7,8 @@ import { EmperorError } from '@emperor/errors';
  * (native/src/status.h writes it).
  */
 export type StatusEvent =
-  | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number }
-  | { event: 'spawn'; pid: number; jail_pid: number }
+  | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number; born_in_cgroup: boolean }
+  | { event: 'spawn'; pid: number; jail_pid: number; born_in_cgroup: boolean }
   | { event: 'notify'; pid: number; ready: boolean }
   | { event: 'exit'; pid?: number; code: number | null; signal: number | null }
   | { event: 'error'; step: string; errno: number; error: string; message: string };

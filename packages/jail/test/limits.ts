@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import t from 'tap';
 import { cleanupCgroups, makeJail, requireJails, sh, specOf } from './fixtures/jail.js';
 import { detectHierarchies } from '../src/index.js';
@@ -42,6 +43,52 @@ if (requireJails(t)) {
     t.ok(jail.usage().oomKills >= 1, `oom_kill counted (${jail.usage().oomKills})`);
     const after = await sh(jail, 'echo still-usable');
     t.equal(after.stdout, 'still-usable\n', 'the jail itself keeps working');
+  });
+
+  t.test('on an OOM kill, cgroup v2 ends every process of the jail but its init (memory.oom.group), v1 only the hog; the jail lives on', async (t) => {
+    const v2 = detectHierarchies().some((h) => h.version === 2 && h.controllers.includes('memory'));
+    const jail = await makeJail(t, specOf('lim-oomgroup', 'memory-limit = 32M'));
+    const bystander = jail.exec({ argv: ['sleep', '600'] });
+    const { pid } = await bystander.started;
+    const hog = await jail.exec({ argv: ['python3', '-c', 'a = []\nwhile True: a.append(bytearray(1 << 20))'] }).exited;
+    t.same([hog.code, hog.signal], [null, 9], 'the hog is SIGKILLed');
+    if (v2) {
+      const exit = await bystander.exited;
+      t.same([exit.code, exit.signal], [null, 9], 'v2: the whole group went with it');
+    } else {
+      t.ok(existsSync(`/proc/${pid}`), 'v1: the bystander still runs');
+      bystander.kill('SIGKILL');
+      await bystander.exited;
+    }
+    t.ok(jail.running, 'the init was spared: the jail is still up');
+    t.ok(jail.usage().oomKills >= 1, `and its OOM count is readable (${jail.usage().oomKills})`);
+    t.equal((await sh(jail, 'echo after')).stdout, 'after\n');
+  });
+
+  t.test('on cgroup v2 the init and every process are born in the jail\'s cgroup (clone3 CLONE_INTO_CGROUP); on v1 they are moved in', async (t) => {
+    const v2 = detectHierarchies().some((h) => h.version === 2);
+    const jail = await makeJail(t, specOf('lim-born'));
+    t.equal(jail.bornInCgroup, v2, `the init: born in its cgroup = ${jail.bornInCgroup}`);
+    const p = jail.exec({ argv: ['sleep', '600'] });
+    const started = await p.started;
+    t.equal(started.bornInCgroup, v2, `an exec'd process: born in its cgroup = ${started.bornInCgroup}`);
+    // Either way it is in every one of the jail's cgroups before it runs anything (the host's view).
+    const paths = readFileSync(`/proc/${started.pid}/cgroup`, 'utf8').split('\n').map((l) => l.split(':').slice(2).join(':'));
+    for (const d of jail.cgroups.dirs) t.ok(paths.some((path) => path.length > 1 && d.endsWith(path)), `${started.pid} is in ${d}`);
+    p.kill('SIGKILL');
+    await p.exited;
+  });
+
+  t.test('cgroup.kill (v2) or a kill per pid (v1) ends a jail whose processes keep forking', async (t) => {
+    const jail = await makeJail(t, specOf('lim-kill', 'pids-limit = 64'));
+    const p = jail.exec({ argv: ['/bin/sh', '-c', 'while :; do sleep 600 & done'] });
+    await p.started;
+    await new Promise((r) => setTimeout(r, 200));
+    t.ok(jail.cgroups.pids().length > 2, `it forked (${jail.cgroups.pids().length} processes)`);
+    jail.cgroups.kill();
+    const exit = await jail.exited;
+    t.ok(exit.signal === 9 || exit.code !== 0, `the init was killed too (${JSON.stringify(exit)})`);
+    t.same(jail.cgroups.pids(), [], 'nothing is left in its cgroups');
   });
 
   t.test('cpu quota and weight, memory and pids limits are written to the cgroup', async (t) => {
