@@ -56,15 +56,16 @@ mount --bind /dev/pts "$root/dev/pts"
 # Nothing may start as a service inside the chroot.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 755 "$root/usr/sbin/policy-rc.d"
-printf 'virtio_blk\nvirtio_pci\next4\n' >>"$root/etc/initramfs-tools/modules" 2>/dev/null || {
-  mkdir -p "$root/etc/initramfs-tools"
-  printf 'virtio_blk\nvirtio_pci\next4\n' >"$root/etc/initramfs-tools/modules"
-}
 log "installing the kernel and the project's packages in the guest"
 chroot "$root" /usr/bin/env DEBIAN_FRONTEND=noninteractive sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends linux-image-amd64 initramfs-tools ${debs[*]}" \
   >"$CACHE/apt.log" 2>&1 || die "apt-get in the guest failed: see $CACHE/apt.log"
 rm -f "$root/usr/sbin/policy-rc.d"
 chroot "$root" apt-get clean
+# The disk and its file system are modules in Debian's kernel: into the initramfs with them.
+printf 'virtio_blk\nvirtio_pci\next4\n' >>"$root/etc/initramfs-tools/modules"
+chroot "$root" update-initramfs -u >>"$CACHE/apt.log" 2>&1 || die "update-initramfs failed: see $CACHE/apt.log"
+# A persistent journal: the second boot reads what the first one's shutdown logged (journalctl -b -1).
+mkdir -p "$root/var/log/journal"
 
 # Node.js: the host's binary and npm (Debian 12's nodejs is 18). They need only glibc and libstdc++.
 cp "$node_bin" "$root/usr/bin/node"
@@ -90,15 +91,16 @@ for u in systemd-networkd-wait-online.service apt-daily.timer apt-daily-upgrade.
          fstrim.timer e2scrub_all.timer e2scrub_reap.service ssh.service ssh.socket; do
   ln -sf /dev/null "$root/etc/systemd/system/$u"
 done
-# The job: whatever /mnt/share/job.sh says, once the system is up; then the guest powers off, whatever
-# the job did (qemu runs with -no-reboot, so a panic or a reboot ends it too).
+# The job: whatever /mnt/share/job.sh says, once the system is up; then the guest powers off cleanly (every
+# service stopped, as at a real shutdown), whatever the job did (qemu runs with -no-reboot, so a panic or a
+# reboot ends it too).
 cat >"$root/etc/systemd/system/emperor-vm-job.service" <<'UNIT'
 [Unit]
 Description=Emperor VM job (/mnt/share/job.sh)
 After=multi-user.target
 ConditionPathExists=/mnt/share/job.sh
-SuccessAction=poweroff-force
-FailureAction=poweroff-force
+SuccessAction=poweroff
+FailureAction=poweroff
 
 [Service]
 Type=oneshot

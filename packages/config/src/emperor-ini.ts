@@ -15,6 +15,7 @@ export interface EmperorIniSettings {
   'log-dir'?: string;
   tyrant?: boolean;
   'cgroup-parent'?: string;
+  'log-format'?: 'auto' | 'pretty' | 'journal' | 'json';
 }
 
 /** What an emperor.ini holds: the daemon's settings and the operator's limits. */
@@ -36,7 +37,8 @@ const PARSERS: Record<keyof typeof BOUNDED_KEYS, (raw: unknown) => number> = {
   'pty-sessions': (r) => parseInteger(r, 0, 1000, 'a number of sessions'),
   'stop-timeout': (r) => parseDuration(r, 3_600_000),
 };
-const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit'];
+const LOG_FORMATS = ['auto', 'pretty', 'journal', 'json'] as const;
+const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'log-format', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit'];
 const KNOWN = [...PLAIN, ...Object.keys(BOUNDED_KEYS).flatMap((k) => [k, `max-${k}`])];
 
 /**
@@ -84,6 +86,11 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
     try {
       if (key === 'tyrant') settings.tyrant = parseBool(value);
       else if (key === 'dir' || key === 'run-dir' || key === 'log-dir' || key === 'cgroup-parent') settings[key] = value;
+      else if (key === 'log-format') {
+        const format = LOG_FORMATS.find((f) => f === value.toLowerCase());
+        if (format === undefined) throw new Invalid(`one of ${LOG_FORMATS.join(', ')}`, { hint: 'auto: pretty on a terminal, journal lines under systemd, JSON otherwise' });
+        settings['log-format'] = format;
+      }
       else if (key === 'tyrant-vassals-per-uid') limits.vassalsPerUid = { value: parseInteger(value, 1, 100_000, 'a number of vassals'), from: where };
       else if (key === 'tyrant-min-uid') limits.tyrantMinUid = { value: parseInteger(value, 1, 4_294_967_294, 'a uid'), from: where };
       else if (key === 'tyrant-socket-owners') {

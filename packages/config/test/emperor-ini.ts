@@ -35,7 +35,7 @@ t.test('a bad emperor.ini names the line, the key, what was expected and what wa
     'emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"',
     'emperor.ini:3: max-cpu-limit: expected a percent of one CPU from 1 to 100000, got "0"',
     `emperor.ini:4: rlimit: expected a resource limit like nofile=1024:4096 or core=0 (NAME=SOFT[:HARD], NAME one of nofile, nproc, core, memlock, stack, fsize, as, cpu; sizes like 8M for core, memlock, stack, fsize and as), got "files=3"`,
-    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, got "colour"`,
+    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, got "colour"`,
     'emperor.ini:6: tyrant: expected on or off (also true/false, yes/no, 1/0), got "maybe"',
     'emperor.ini:8: pids-limit: expected it once, got it a second time (keep one)',
   ]);
@@ -55,4 +55,9 @@ t.test('tyrant policy: tyrant-min-uid and tyrant-socket-owners, with where they 
   t.same(limits.socketOwners, { names: ['www-data', 'nobody'], from: 'e.ini:3' });
   t.same(problemsOf('[emperor]\ntyrant-min-uid = 0\n'), ['emperor.ini:2: tyrant-min-uid: expected a uid from 1 to 4294967294, got "0"'], 'uid 0 can never be a customer');
   t.same(problemsOf('[emperor]\ntyrant-socket-owners = www-data, ngnix\n'), ['emperor.ini:2: tyrant-socket-owners: expected an existing user name or a uid other than 0, got unknown user "ngnix" (create it (useradd ngnix) or use a uid)'], 'a misspelt user is named, not dropped');
+});
+
+t.test('log-format: auto, pretty, journal or json; anything else names the choices', async (t) => {
+  t.same(parseEmperorIni('[emperor]\nlog-format = Journal\n', 'e.ini').settings, { 'log-format': 'journal' });
+  t.same(problemsOf('[emperor]\nlog-format = syslog\n'), ['emperor.ini:2: log-format: expected one of auto, pretty, journal, json, got "syslog" (auto: pretty on a terminal, journal lines under systemd, JSON otherwise)']);
 });

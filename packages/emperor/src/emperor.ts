@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinLimits, checkVassalFile, clearUserCache, formatProblem, type CheckResult, type OperatorLimits } from '@emperor/config';
-import { removeCgroupParent } from '@emperor/jail';
+import { detectHierarchies, removeCgroupParent, type Hierarchy } from '@emperor/jail';
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
 import type { Clock } from './cron-scheduler.js';
@@ -10,7 +10,7 @@ import { ControlServer } from './control-server.js';
 import { Logins } from './logins.js';
 import { VassalNames } from './vassal-names.js';
 import { CustomerBudget } from './customer-budget.js';
-import { EventBus } from './events.js';
+import { EventBus, WARNING_EVENTS } from './events.js';
 import { isVassalFile, Monitor } from './monitor.js';
 import { Vassal } from './vassal.js';
 
@@ -65,24 +65,52 @@ export class Emperor {
   #monitor: Monitor | undefined;
   #control: ControlServer | undefined;
   #stopping = false;
+  /** File events being handled (checked, then loaded): the first scan is over when none is left. */
+  readonly #inflight = new Set<Promise<void>>();
+  /** The cgroup hierarchies and the emperor's own cgroup in them: found once, at start. */
+  #hierarchies: Hierarchy[] | undefined;
 
   constructor(options: EmperorOptions) {
     this.options = options;
     this.logins = new Logins(options.runDir);
     this.limits = options.limits ?? builtinLimits();
     this.bus.setMaxListeners(0); // one listener per /events client: bounded by the control socket's connection cap
-    this.bus.on('event', (e) => options.log.info({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
+    this.bus.on('event', (e) => options.log[WARNING_EVENTS.has(e.event) ? 'warn' : 'info']({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
   }
 
   async start(): Promise<void> {
+    // Before anything else: a host whose cgroups cannot hold jails (a v2 controller not delegated) is an
+    // error naming what to set, once, instead of every vassal failing with it.
+    this.#hierarchies = detectHierarchies();
     mkdirSync(join(this.options.runDir, 'vassals'), { recursive: true, mode: 0o755 });
     mkdirSync(this.options.logDir, { recursive: true, mode: 0o755 });
     this.logins.reset();
     this.#control = new ControlServer(this, join(this.options.runDir, 'control.sock'));
     await this.#control.listen();
-    this.#monitor = new Monitor(this.options.dir, { change: (f) => void this.#changed(f), remove: (f) => void this.#removed(f) });
+    this.#monitor = new Monitor(this.options.dir, { change: (f) => this.#track(this.#changed(f)), remove: (f) => this.#track(this.#removed(f)) });
     await this.#monitor.ready();
     this.options.log.info({ dir: this.options.dir, runDir: this.options.runDir }, 'emperor governing');
+  }
+
+  #track(work: Promise<void>): void {
+    this.#inflight.add(work);
+    void work.finally(() => this.#inflight.delete(work));
+  }
+
+  /**
+   * Resolves once the files present at start have each been acted on: every vassal spawned (running, or
+   * waiting for readiness no more), failed (backoff, cursed) or refused (invalid). systemd's READY=1.
+   */
+  async firstScan(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
+    await this.settled();
+  }
+
+  /** How many vassals are in each state (systemd's STATUS=, `emperor status`). */
+  counts(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const v of this.vassals.values()) counts[v.state] = (counts[v.state] ?? 0) + 1;
+    return counts;
   }
 
   async #changed(file: string): Promise<void> {
@@ -92,7 +120,7 @@ export class Emperor {
     const name = claim.name;
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
+      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.
@@ -176,7 +204,8 @@ export class Emperor {
     rmSync(join(this.options.runDir, 'control.sock'), { force: true });
     this.logins.clear();
     try {
-      removeCgroupParent(this.options.cgroupParent);
+      // Undefined when the start failed before any cgroup was looked at: nothing to remove then.
+      if (this.#hierarchies !== undefined) removeCgroupParent(this.options.cgroupParent, this.#hierarchies);
     } catch (err) {
       this.options.log.error({ err }, 'the jails\' cgroup parent could not be removed');
     }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { formatProblem, type CheckResult, type CronSpec, type VassalSpec } from '@emperor/config';
 import { isEmperorError } from '@emperor/errors';
-import { Jail, type JailProcess } from '@emperor/jail';
+import { Jail, type Hierarchy, type JailProcess } from '@emperor/jail';
 import { PtyRouter } from '@emperor/pty';
 import type { Logger } from 'pino';
 import { isDeepStrictEqual } from 'node:util';
@@ -31,6 +31,8 @@ export interface VassalContext {
   runDir: string;
   logDir: string;
   cgroupParent: string;
+  /** The cgroup hierarchies, found once by the emperor (default: detected for each jail). */
+  hierarchies?: Hierarchy[];
   bus: EventBus;
   log: Logger;
   backoff?: BackoffPolicy;
@@ -51,6 +53,8 @@ interface App {
   pid: number | undefined;
   startedAt: number;
   log: LogFile;
+  /** The jail's OOM kill count when the app started: a higher one at its exit means the kernel killed it. */
+  oomKills: number;
 }
 
 const NOTIFY_PATH = '/run/.emperor-notify';
@@ -368,7 +372,7 @@ export class Vassal {
     const gid = spec.gid as number;
     this.#runDir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
     const socket = spec.socket === undefined ? undefined : { path: spec.socket.path, ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
-    this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket });
+    this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket, ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
     const jail = this.jail;
     void jail.exited.then(() => {
       // The jail died under us (its shim or init was killed): treat it like an app failure.
@@ -425,7 +429,7 @@ export class Vassal {
     const proc = jail.exec({ argv: spec.command, env: spec.env, cwd: spec.chdir, socket: spec.socket !== undefined, notify, stdio: ['ignore', 'pipe', 'pipe'] });
     proc.subprocess.stdout?.on('data', (d: Buffer) => log.write(d));
     proc.subprocess.stderr?.on('data', (d: Buffer) => log.write(d));
-    const app: App = { proc, pid: undefined, startedAt: Date.now(), log };
+    const app: App = { proc, pid: undefined, startedAt: Date.now(), log, oomKills: jail.usage().oomKills };
     void proc.exited.then((exit) => {
       log.close();
       if (exit.error) this.lastError = exit.error.describe();
@@ -437,7 +441,11 @@ export class Vassal {
     };
     try {
       app.pid = (await proc.started).pid;
-    } catch {
+    } catch (e) {
+      // Never silent: the helper's step and errno (or how the app ended before it ran) is the reason of the
+      // backoff or curse that follows.
+      this.lastError = isEmperorError(e) ? e.describe() : String(e);
+      this.#emit('error', { error: this.lastError });
       return undefined;
     }
     if (notify !== undefined) {
@@ -461,10 +469,26 @@ export class Vassal {
     if (this.#app !== app) return; // an old app that a reload replaced, or a stop: expected
     this.#app = undefined;
     this.#emit('exited', { pid: app.pid, code: exit.code, signal: exit.signal });
+    this.#reportOom(app);
     if (this.state !== 'running') return;
     const uptime = Date.now() - app.startedAt;
     if (uptime >= this.#policy.minUptimeMs) this.#failures = 0;
     await this.#failed();
+  }
+
+  /**
+   * An app that died of the jail's memory limit: the kernel's OOM kills (memory.events or memory.oom_control,
+   * read from the jail, which outlives them: its init is spared) went up while it ran. Said as an `oom`
+   * event and the vassal's last error, so the operator and the customer see why it restarted.
+   */
+  #reportOom(app: App): void {
+    const jail = this.jail;
+    if (jail === undefined || !jail.running) return;
+    const oomKills = jail.usage().oomKills;
+    if (oomKills <= app.oomKills) return;
+    const limit = this.spec?.memoryLimitBytes;
+    this.lastError = `the kernel's OOM killer ended the app (pid ${app.pid ?? '?'}): the jail reached its memory-limit${limit === undefined ? '' : ` of ${limit} bytes`}; raise memory-limit or make the app use less`;
+    this.#emit('oom', { pid: app.pid, oomKills, memoryLimitBytes: limit, error: this.lastError });
   }
 
   /** After a failure: respawn now, later (backoff), or never (curse). */
@@ -480,7 +504,7 @@ export class Vassal {
     this.restarts++;
     if (next.delayMs === 0) return this.#respawnApp();
     this.#set('backoff');
-    this.#emit('backoff', { delayMs: next.delayMs, failures: this.#failures });
+    this.#emit('backoff', { delayMs: next.delayMs, failures: this.#failures, error: this.lastError });
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       void this.#enqueue(async () => {
