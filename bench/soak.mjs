@@ -44,19 +44,8 @@ const view = async (name) => {
   return r.status === 200 ? JSON.parse(r.body) : undefined;
 };
 
-/** The emperor's processes: the one we started and the daemon it runs (its children running node). */
-const emperorPids = () => {
-  const out = [proc.pid];
-  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
-    try {
-      const ppid = Number(readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
-      if (ppid === proc.pid && readlinkSync(`/proc/${p}/exe`).endsWith('/node')) out.push(Number(p));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-};
+/** The emperor's processes: the one we started (`emperor DIR` is the daemon itself since issue 10). */
+const emperorPids = () => [proc.pid];
 const measure = () => {
   let fds = 0;
   let rss = 0;

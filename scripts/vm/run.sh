@@ -63,6 +63,8 @@ share=/mnt/share
 out=$share/out
 phase=$(cat "$share/phase")
 exec >"$out/job-$phase.log" 2>&1
+# How long the boot took to reach this job (docs/benchmarks.md).
+cut -d' ' -f1 /proc/uptime >"$out/boot-$phase.seconds"
 set -x
 cat /proc/cmdline
 stat -fc %T /sys/fs/cgroup
@@ -171,6 +173,6 @@ for n in 1 2; do
   cat "$out/leak-$n.log"
   [ "$(cat "$out/leak-$n.rc")" -eq 0 ] || { rc=1; fail=$(( fail + 1 )); }
 done
-log "guest run: ${elapsed} s in all (first boot ${phase1} s: $(cat "$out/seconds-suites" 2>/dev/null || echo '?') s of setup and suites, $(cat "$out/seconds-systemd" 2>/dev/null || echo 0) s of the systemd suite); results in $out"
+log "guest run: ${elapsed} s in all (first boot ${phase1} s: $(cat "$out/boot-1.seconds" 2>/dev/null || echo '?') s to boot, $(cat "$out/seconds-suites" 2>/dev/null || echo '?') s of setup and suites, $(cat "$out/seconds-systemd" 2>/dev/null || echo 0) s of the systemd suite); results in $out"
 echo "vm: $pass passed, $fail failed"
 exit "$rc"

@@ -1,42 +1,23 @@
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { alive, get, requireJails } from './fixtures/emperor.js';
+import { emperorBin, startDaemon } from './fixtures/daemon-bin.js';
 import { bound } from './fixtures/time.js';
-
-const emperorBin = fileURLToPath(new URL('../../../node_modules/.bin/emperor', import.meta.url));
 
 /** The real `emperor` binary over a scratch dir, as systemd runs it; the test talks to it like a panel. */
 const daemon = async (t: Test, files: Record<string, string>) => {
-  const root = mkdtempSync(join(tmpdir(), 'emperor-test-bin-'));
-  const dir = join(root, 'vassals');
-  mkdirSync(dir);
-  for (const [n, text] of Object.entries(files)) writeFileSync(join(dir, n), text);
-  const runDir = join(root, 'run');
-  const cgroupParent = `emperor-test-${process.pid}-bin${Math.random().toString(36).slice(2, 6)}`;
-  const proc = spawn(emperorBin, [dir, '--run-dir', runDir, '--log-dir', join(root, 'log'), '--cgroup-parent', cgroupParent], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  t.teardown(async () => {
-    if (proc.exitCode === null) {
-      proc.kill('SIGTERM');
-      await exited;
-    }
-    rmSync(root, { recursive: true, force: true });
-  });
+  const { proc, exited, root, dir, runDir, cgroupParent, output } = startDaemon(t, files);
   const cli = (...args: string[]) => spawnSync(emperorBin, [...args, '--run-dir', runDir], { encoding: 'utf8', timeout: bound(30_000) });
   const until = async (pred: () => boolean, what: string) => {
     for (let i = 0; i < bound(400); i++) {
       if (pred()) return;
       await new Promise((r) => setTimeout(r, 50));
     }
-    throw new Error(`timed out waiting for ${what}; daemon output:\n${out}`);
+    throw new Error(`timed out waiting for ${what}; daemon output:\n${output()}`);
   };
   const api = (method: string, path: string): Promise<{ status: number; body: string }> =>
     new Promise((resolve, reject) => {
@@ -49,7 +30,7 @@ const daemon = async (t: Test, files: Record<string, string>) => {
       req.end();
     });
   await until(() => existsSync(join(runDir, 'control.sock')), 'the control socket');
-  return { proc, exited, root, dir, runDir, cli, until, api, output: () => out, cgroupParent };
+  return { proc, exited, root, dir, runDir, cli, until, api, output, cgroupParent };
 };
 
 const APP = 'command = node -e "require(\'http\').createServer((q, s) => s.end(\'up\\\\n\')).listen({ fd: 3 })"';

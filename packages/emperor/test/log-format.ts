@@ -2,14 +2,13 @@ import { spawn } from 'node:child_process';
 import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { EmperorError } from '@emperor/errors';
 import { chooseLogFormat, createLogger, journalLine } from '../src/log-format.js';
+import { emperorBin } from './fixtures/daemon-bin.js';
 import { requireJails } from './fixtures/emperor.js';
 import { bound } from './fixtures/time.js';
 
-const emperorBin = fileURLToPath(new URL('../../../node_modules/.bin/emperor', import.meta.url));
 
 t.test('a journal line: the syslog priority as a prefix, the vassal and event first, details as key=value', async (t) => {
   t.equal(

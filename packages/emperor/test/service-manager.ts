@@ -1,15 +1,14 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { statusLine } from '../src/service-manager.js';
+import { startDaemon } from './fixtures/daemon-bin.js';
 import { get, requireJails } from './fixtures/emperor.js';
 import { bound } from './fixtures/time.js';
 
-const emperorBin = fileURLToPath(new URL('../../../node_modules/.bin/emperor', import.meta.url));
 
 /**
  * systemd's side of sd_notify(3), for real: a datagram socket that receives with SO_PASSCRED, so each
@@ -37,12 +36,11 @@ interface Message {
 
 /** A notify socket, the real `emperor` binary told about it, and the messages as they arrive. */
 const underNotify = async (t: Test, files: Record<string, string>, env: Record<string, string> = {}) => {
-  const root = mkdtempSync(join(tmpdir(), 'emperor-test-notify-'));
-  const dir = join(root, 'vassals');
-  mkdirSync(dir);
-  for (const [n, text] of Object.entries(files)) writeFileSync(join(dir, n), text);
-  const socket = join(root, 'notify.sock');
+  const sockDir = mkdtempSync(join(tmpdir(), 'emperor-test-notify-'));
+  t.teardown(() => rmSync(sockDir, { recursive: true, force: true }));
+  const socket = join(sockDir, 'notify.sock');
   const listener = spawn('python3', ['-c', LISTENER, socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => void listener.kill());
   const messages: Message[] = [];
   const waiters: Array<() => void> = [];
   await new Promise<void>((resolve) => {
@@ -53,37 +51,21 @@ const underNotify = async (t: Test, files: Record<string, string>, env: Record<s
       for (const w of waiters.splice(0)) w();
     });
   });
-  const runDir = join(root, 'run');
-  const proc = spawn(emperorBin, [dir, '--run-dir', runDir, '--log-dir', join(root, 'log'), '--cgroup-parent', `emperor-test-${process.pid}-notify${Math.random().toString(36).slice(2, 6)}`], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NOTIFY_SOCKET: socket, ...env },
-  });
-  let out = '';
-  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
-  t.teardown(async () => {
-    if (proc.exitCode === null) {
-      proc.kill('SIGTERM');
-      await exited;
-    }
-    listener.kill();
-    rmSync(root, { recursive: true, force: true });
-  });
+  const { proc, exited, dir, runDir, output } = startDaemon(t, files, { env: { NOTIFY_SOCKET: socket, ...env } });
   /** The first message (from index `from`) that matches, within a bound. */
   const next = async (pred: (m: Message) => boolean, from = 0): Promise<Message & { index: number }> => {
     const deadline = Date.now() + bound(30_000);
     for (;;) {
       const index = messages.findIndex((m, i) => i >= from && pred(m));
       if (index >= 0) return { ...(messages[index] as Message), index };
-      if (Date.now() > deadline) throw new Error(`no such notify message; got ${JSON.stringify(messages)}; daemon output:\n${out}`);
+      if (Date.now() > deadline) throw new Error(`no such notify message; got ${JSON.stringify(messages)}; daemon output:\n${output()}`);
       await new Promise<void>((r) => {
         waiters.push(r);
         setTimeout(r, 200);
       });
     }
   };
-  return { proc, exited, messages, next, dir, sock: (name: string) => join(runDir, 'vassals', name, 'app.sock'), output: () => out };
+  return { proc, exited, messages, next, dir, sock: (name: string) => join(runDir, 'vassals', name, 'app.sock'), output };
 };
 
 const APP = 'command = node -e "require(\'http\').createServer((q, s) => s.end(\'up\\\\n\')).listen({ fd: 3 })"';
