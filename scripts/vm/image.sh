@@ -20,6 +20,8 @@ if [ -f "$out/ready" ]; then
   echo "$out"
   exit 0
 fi
+# Only the image directory goes to stdout (run.sh reads it): everything the build prints goes to stderr.
+exec 3>&1 1>&2
 
 # The host tools this needs, from Debian's archive.
 need=()
@@ -124,4 +126,4 @@ mkfs.ext4 -q -F -L emperor-vm -d "$root" "$out/rootfs.img" 8G
 rm -rf "$root"
 echo "built in $(( $(date +%s) - started )) s from $MIRROR, node $("$node_bin" --version)" >"$out/ready"
 log "$(cat "$out/ready")"
-echo "$out"
+echo "$out" >&3

@@ -39,17 +39,20 @@ const realSources = (): CgroupSources => ({
  * development machine) use v1. Under v2, cpu accounting comes with the cpu controller (cpu.stat).
  */
 export const detectHierarchies = (sources: CgroupSources = realSources()): Hierarchy[] => {
-  const v1 = new Map<string, { mount: string; controllers: string[] }>();
-  let v2Mount: string | undefined;
+  const v1 = new Map<string, { mount: string; root: string; controllers: string[] }>();
+  let v2Mount: { mount: string; root: string } | undefined;
   for (const line of sources.mountinfo.split('\n')) {
     const [left, right] = line.split(' - ');
     if (left === undefined || right === undefined) continue;
-    const mount = unescape(left.split(' ')[4] ?? '');
+    const fields = left.split(' ');
+    // Field 4 is the mount's root within its file system, seen from our cgroup namespace; 5 its mount point.
+    const root = unescape(fields[3] ?? '/');
+    const mount = unescape(fields[4] ?? '');
     const [fstype, , superOpts = ''] = right.split(' ');
-    if (fstype === 'cgroup2') v2Mount ??= mount;
+    if (fstype === 'cgroup2') v2Mount ??= { mount, root };
     if (fstype === 'cgroup') {
       const controllers = superOpts.split(',').filter((o) => ['memory', 'cpu', 'cpuacct', 'pids'].includes(o));
-      if (controllers.length > 0) v1.set(controllers.slice().sort().join(','), { mount, controllers });
+      if (controllers.length > 0) v1.set(controllers.slice().sort().join(','), { mount, root, controllers });
     }
   }
   const own = new Map<string, string>(); // "cpu,cpuacct" or "" (v2) -> path
@@ -59,10 +62,10 @@ export const detectHierarchies = (sources: CgroupSources = realSources()): Hiera
   }
   const result: Hierarchy[] = [];
   const found = new Set<Controller>();
-  for (const [key, { mount, controllers }] of v1) {
+  for (const [key, { mount, root, controllers }] of v1) {
     const path = own.get(key);
     if (path === undefined) continue;
-    result.push({ version: 1, controllers: controllers as Controller[], mount, own: join(mount, path) });
+    result.push({ version: 1, controllers: controllers as Controller[], mount, own: ownDir(mount, root, path) });
     for (const c of controllers) found.add(c as Controller);
   }
   const missing = (['memory', 'cpu', 'pids'] as const).filter((c) => !found.has(c));
@@ -71,7 +74,7 @@ export const detectHierarchies = (sources: CgroupSources = realSources()): Hiera
     // processes rule), and its children are born there; a cgroup is chosen once, never one level deeper.
     let path = own.get('') ?? '/';
     if (path.endsWith(`/${SUPERVISOR_LEAF}`)) path = path.slice(0, -SUPERVISOR_LEAF.length - 1) || '/';
-    const ownV2 = join(v2Mount, path);
+    const ownV2 = ownDir(v2Mount.mount, v2Mount.root, path);
     // What our cgroup may hand down: its own cgroup.controllers (what its parent delegated), not the root's.
     let available: string[] = [];
     try {
@@ -83,11 +86,11 @@ export const detectHierarchies = (sources: CgroupSources = realSources()): Hiera
     const notDelegated = missing.filter((c) => !available.includes(c));
     if (notDelegated.length > 0 && v1.size === 0) {
       throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `${notDelegated.join(' and ')} ${notDelegated.length > 1 ? 'are' : 'is'} not delegated to ${path}: expected ${missing.join(', ')} in ${join(ownV2, 'cgroup.controllers')}, got "${available.join(' ')}"`, {
-        hint: path === '/' ? 'enable them in /sys/fs/cgroup/cgroup.subtree_control' : 'set Delegate=yes in the emperor\'s unit (docs/deploy/emperor.service), or run it with systemd-run -p Delegate=yes',
+        hint: path === '/' ? `enable them in the cgroup.subtree_control above ${ownV2} (a host's root: /sys/fs/cgroup/cgroup.subtree_control; in a container, the host must delegate them to it)` : 'set Delegate=yes in the emperor\'s unit (docs/deploy/emperor.service), or run it with systemd-run -p Delegate=yes',
       });
     }
     if (v2.length > 0) {
-      result.push({ version: 2, controllers: v2, mount: v2Mount, own: ownV2 });
+      result.push({ version: 2, controllers: v2, mount: v2Mount.mount, own: ownV2 });
       for (const c of v2) found.add(c);
     }
   }
@@ -98,6 +101,21 @@ export const detectHierarchies = (sources: CgroupSources = realSources()): Hiera
     });
   }
   return result;
+};
+
+/**
+ * Our cgroup's directory under a cgroup mount: the mount shows its file system from `root` down, and
+ * /proc/self/cgroup gives `path`, both as our cgroup namespace sees them. A mount that does not contain our
+ * cgroup (root `/..`: the host's cgroup file system seen from a container's cgroup namespace) would put the
+ * jails somewhere else entirely, so it is an error naming the fix.
+ */
+const ownDir = (mount: string, root: string, path: string): string => {
+  const dir = (rel: string) => join(mount, rel).replace(/(.)\/+$/, '$1');
+  if (root === '/') return dir(path);
+  if (path === root || path.startsWith(`${root}/`)) return dir(path.slice(root.length));
+  throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `the cgroup mount at ${mount} shows ${root}, not this process's cgroup ${path}: expected a cgroup file system mounted in this cgroup namespace`, {
+    hint: 'in a container with a cgroup namespace of its own, mount cgroup2 at /sys/fs/cgroup inside it (docker run --cgroupns=private, or unshare -C then mount -t cgroup2 none /sys/fs/cgroup)',
+  });
 };
 
 /** mountinfo escapes spaces and such as \040. */

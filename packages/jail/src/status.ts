@@ -50,6 +50,8 @@ const hintFor = (e: Extract<StatusEvent, { event: 'error' }>): string | undefine
       return 'the destination is inside a read-only directory; bind it somewhere writable like /srv or /data';
     case 'ESRCH':
       return 'the jail is not running';
+    case 'EAGAIN':
+      return 'the jail is at its pids-limit (a process born in its cgroup counts at once): raise pids-limit, or find what forks without end';
     case 'EACCES':
     case 'EPERM':
       return 'the emperor must run as root';

@@ -39,3 +39,33 @@ t.test('cgroup v2: the supervisor leaf is the emperor\'s own cgroup still (chose
   });
   t.equal(hs[0]?.own, '/sys/fs/cgroup/system.slice/emperor.service');
 });
+
+t.test('in a container\'s cgroup namespace with its own cgroup2 mount: its root is the emperor\'s cgroup', async (t) => {
+  const hs = detectHierarchies({
+    mountinfo: V2_MOUNTINFO,
+    selfCgroup: '0::/\n',
+    readControllers: reader({ '/sys/fs/cgroup': 'cpu memory pids' }),
+  });
+  t.same(hs.map((h) => [h.version, h.own]), [[2, '/sys/fs/cgroup']]);
+});
+
+t.test('a cgroup mount that does not show the emperor\'s cgroup (the host\'s, seen from a cgroup namespace) is refused, with the fix', async (t) => {
+  t.throws(() => detectHierarchies({
+    mountinfo: V2_MOUNTINFO.replace(' / /sys/fs/cgroup ', ' /../.. /sys/fs/cgroup '),
+    selfCgroup: '0::/\n',
+    readControllers: reader({ '/sys/fs/cgroup': 'cpu memory pids' }),
+  }), {
+    code: 'EMPEROR_ERR_JAIL_CGROUP',
+    message: 'the cgroup mount at /sys/fs/cgroup shows /../.., not this process\'s cgroup /: expected a cgroup file system mounted in this cgroup namespace',
+    hint: /mount cgroup2 at \/sys\/fs\/cgroup inside it/,
+  });
+});
+
+t.test('a mount of a subtree (a bind of the emperor\'s own cgroup) maps paths below its root', async (t) => {
+  const hs = detectHierarchies({
+    mountinfo: V2_MOUNTINFO.replace(' / /sys/fs/cgroup ', ' /system.slice /sys/fs/cgroup '),
+    selfCgroup: '0::/system.slice/emperor.service\n',
+    readControllers: reader({ '/sys/fs/cgroup/emperor.service': 'cpu memory pids' }),
+  });
+  t.equal(hs[0]?.own, '/sys/fs/cgroup/emperor.service');
+});

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import t from 'tap';
 import {
@@ -160,6 +161,32 @@ if (requireSystemdGuest(t)) {
     rmSync(VASSALS_ND, { recursive: true, force: true });
     rmSync('/run/emperor-nd', { recursive: true, force: true });
     rmSync('/var/log/emperor-nd', { recursive: true, force: true });
+  });
+
+  t.test('in a container (a cgroup namespace of its own): with its own cgroup2 mount it runs vassals; seeing the host\'s cgroup mount instead, it says what to mount', async (t) => {
+    const bin = join(CHECKOUT, 'node_modules/.bin/emperor');
+    const args = `${VASSALS_ND} --run-dir /run/emperor-ct --log-dir /var/log/emperor-ct --log-format journal`;
+    mkdirSync(VASSALS_ND, { recursive: true });
+    writeFileSync(join(VASSALS_ND, 'alice.ini'), app('alice', 'demo-alice'));
+    t.teardown(() => {
+      for (const d of [VASSALS_ND, '/run/emperor-ct', '/var/log/emperor-ct']) rmSync(d, { recursive: true, force: true });
+    });
+    // What a container runtime does: a cgroup namespace, and cgroup2 mounted inside it (a delegated scope).
+    const ct = spawn('systemd-run', ['--scope', '--quiet', '-p', 'Delegate=yes', '--unit', 'emperor-ct', 'unshare', '-C', '-m', '--propagation', 'private', 'sh', '-c', `mount -t cgroup2 none /sys/fs/cgroup && exec ${bin} ${args}`], { stdio: 'ignore' });
+    const ended = new Promise<number | null>((r) => ct.on('exit', (code) => r(code)));
+    const status = () => JSON.parse(tryRun(bin, 'status', '--json', '--run-dir', '/run/emperor-ct').out || '[]') as Array<{ name: string; state: string }>;
+    await until(() => { try { return status().some((v) => v.name === 'alice' && v.state === 'running'); } catch { return false; } }, 'alice running in the container', 120_000);
+    t.pass('alice runs: the jail\'s cgroup is under the container\'s own');
+    const inside = readFileSync(join('/sys/fs/cgroup/system.slice/emperor-ct.scope/emperor/alice/cgroup.procs'), 'utf8').trim().split('\n');
+    t.ok(inside.length >= 2, `seen from the host, under the scope the container runs in (${inside.length} processes)`);
+    ct.kill('SIGTERM');
+    t.equal(await ended, 0, 'SIGTERM stops it cleanly');
+    t.notOk(existsSync('/sys/fs/cgroup/system.slice/emperor-ct.scope'), 'nothing left of its cgroups');
+    // The same without the mount: /sys/fs/cgroup is the host's, seen from the namespace as /../..
+    const r = tryRun('systemd-run', '--scope', '--quiet', '-p', 'Delegate=yes', 'unshare', '-C', bin, ...args.split(' '));
+    t.not(r.status, 0, 'it does not start');
+    t.match(r.out, /the cgroup mount at \/sys\/fs\/cgroup shows \/\.\.[^ ]*, not this process's cgroup \/: expected a cgroup file system mounted in this cgroup namespace/, 'the exact error');
+    t.match(r.out, /mount cgroup2 at \/sys\/fs\/cgroup inside it/, 'and the fix');
   });
 
   t.test('enabled, it comes up at boot (continued by boot.ts after the guest restarts)', async (t) => {
