@@ -92,9 +92,11 @@ export class Emperor {
     this.options.log.info({ dir: this.options.dir, runDir: this.options.runDir }, 'emperor governing');
   }
 
+  /** A file event being handled: kept until done; what it throws (a bug) is logged, never kills the start. */
   #track(work: Promise<void>): void {
-    this.#inflight.add(work);
-    void work.finally(() => this.#inflight.delete(work));
+    const tracked = work.catch((err: unknown) => this.options.log.error({ err }, 'a vassal file event failed (a bug in Emperor, please report)'));
+    this.#inflight.add(tracked);
+    void tracked.finally(() => this.#inflight.delete(tracked));
   }
 
   /**

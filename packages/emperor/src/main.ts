@@ -32,7 +32,14 @@ export const runDaemon = async (argv: string[]): Promise<number> => {
     throw e;
   }
   const log = createLogger(chooseLogFormat(settings.logFormat));
-  const systemd = ServiceManager.fromEnvironment();
+  let systemd: ServiceManager | undefined;
+  try {
+    systemd = ServiceManager.fromEnvironment();
+  } catch (e) {
+    if (!isEmperorError(e)) throw e;
+    log.error({ code: e.code, hint: e.hint }, `emperor failed to start: ${e.message}`);
+    return 1;
+  }
   const emperor = new Emperor({ ...settings, log });
   // A supervisor must not die of one vassal's bad luck: a promise rejection nobody handled is a bug to log,
   // not a reason to drop every other vassal.

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { EmperorError } from '@emperor/errors';
 
 /** The part of the sd-notify addon (libsystemd's sd_notify(3)) the daemon uses. */
 interface SdNotify {
@@ -41,7 +42,16 @@ export class ServiceManager {
   /** The service manager this process was started by, or undefined (a terminal, a test, another init). */
   static fromEnvironment(env: NodeJS.ProcessEnv = process.env, load: () => SdNotify = loadSdNotify): ServiceManager | undefined {
     if (env.NOTIFY_SOCKET === undefined || env.NOTIFY_SOCKET === '') return undefined;
-    const sd = load();
+    let sd: SdNotify;
+    try {
+      sd = load();
+    } catch (e) {
+      // An addon built for another Node.js, or never built: said at start, not as a stack trace.
+      throw new EmperorError('EMPEROR_ERR_SYSTEMD', `NOTIFY_SOCKET is set (Type=notify): expected the sd-notify addon to load, got ${String((e as Error).message ?? e).split('\n')[0]}`, {
+        hint: 'npm rebuild sd-notify with the Node.js the unit runs (it needs libsystemd-dev), or run bash scripts/setup.sh again',
+        cause: e,
+      });
+    }
     // WATCHDOG_PID, when set, names the process the watchdog is for (sd_watchdog_enabled(3)).
     const usec = Number(env.WATCHDOG_USEC);
     const forUs = env.WATCHDOG_PID === undefined || Number(env.WATCHDOG_PID) === process.pid;

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { statusLine } from '../src/service-manager.js';
+import { ServiceManager, statusLine } from '../src/service-manager.js';
 import { startDaemon } from './fixtures/daemon-bin.js';
 import { get, requireJails } from './fixtures/emperor.js';
 import { bound } from './fixtures/time.js';
@@ -74,6 +74,18 @@ t.test('the status line counts vassals by state, in a fixed order', async (t) =>
   t.equal(statusLine({}), 'no vassals');
   t.equal(statusLine({ running: 1 }), '1 vassal: 1 running');
   t.equal(statusLine({ invalid: 1, cursed: 2, running: 10, stopped: 0 }), '13 vassals: 10 running, 2 cursed, 1 invalid');
+});
+
+t.test('an sd-notify addon that does not load (built for another Node.js) is a clear error at start, only under systemd', async (t) => {
+  const broken = () => {
+    throw new Error('The module \'/x/notify.node\' was compiled against a different Node.js version using NODE_MODULE_VERSION 115.\nThis version requires 137.');
+  };
+  t.throws(() => ServiceManager.fromEnvironment({ NOTIFY_SOCKET: '/run/systemd/notify' }, broken), {
+    code: 'EMPEROR_ERR_SYSTEMD',
+    message: 'NOTIFY_SOCKET is set (Type=notify): expected the sd-notify addon to load, got The module \'/x/notify.node\' was compiled against a different Node.js version using NODE_MODULE_VERSION 115.',
+    hint: /npm rebuild sd-notify/,
+  });
+  t.equal(ServiceManager.fromEnvironment({}, broken), undefined, 'without NOTIFY_SOCKET it is never loaded');
 });
 
 if (requireJails(t)) {
