@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  app, CHECKOUT, gracefulApp, ptyShell, DROPIN, get, installUnit, journal, leftovers, load, processesBelow, prop, requireSystemdGuest, SCALE, sh, tryRun, UNIT, unitCgroup, until, writeVassals,
+  app, CHECKOUT, gracefulApp, VASSALS, ptyShell, DROPIN, get, installUnit, journal, leftovers, load, processesBelow, prop, requireSystemdGuest, SCALE, sh, tryRun, UNIT, unitCgroup, until, writeVassals,
 } from './fixtures/system.js';
 
 /**
@@ -31,10 +31,14 @@ if (requireSystemdGuest(t)) {
     // The score of the unit as shipped, measured in this guest (docs/operations.md lists each directive and
     // why the rest are off): a change that loosens the unit fails here.
     t.ok(score <= SHIPPED_EXPOSURE, `exposure ${score} is at most the shipped unit's ${SHIPPED_EXPOSURE} (9.6 without hardening)`);
-    for (const d of ['NoNewPrivileges=', 'SystemCallArchitectures=', 'ProtectClock=', 'LockPersonality=', 'RestrictRealtime=', 'RestrictNamespaces=~user', 'DevicePolicy=',
+    for (const d of ['NoNewPrivileges=', 'SystemCallArchitectures=', 'ProtectClock=', 'LockPersonality=', 'RestrictRealtime=', 'RestrictNamespaces=~user',
       'RestrictAddressFamilies=~AF_PACKET', 'CapabilityBoundingSet=~CAP_SYS_MODULE', 'CapabilityBoundingSet=~CAP_SYS_BOOT', 'CapabilityBoundingSet=~CAP_SYS_TIME', 'SystemCallFilter=~@clock', 'SystemCallFilter=~@reboot']) {
       t.match(report, new RegExp(`✓ ${d.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`), `${d} holds`);
     }
+    // systemd-analyze has no row of its own for the device policy: systemd says what it applies.
+    t.equal(prop('DevicePolicy'), 'closed', 'DevicePolicy=closed');
+    const allowed = prop('DeviceAllow').split('\n').map((l) => l.trim());
+    t.ok(['char-pts rw', '/dev/ptmx rw', '/dev/tty rw'].every((d) => allowed.includes(d)), `the ptys and /dev/tty allowed (${allowed.join(', ')})`);
   });
 
   t.test('a unit that gets a mount namespace of its own (PrivateTmp=, ProtectSystem=...) hides every app socket from the web server: the emperor says so', async (t) => {
@@ -61,6 +65,12 @@ if (requireSystemdGuest(t)) {
     t.match(b, /^bob \w+\n$/, 'bob too');
     t.equal(prop('ActiveState'), 'active');
     t.match(await ptyShell('alice', 'test -c $(tty) && echo PTY-$((40+2)) $(id -un) $(stty size)'), /PTY-42 demo-alice 40 120/, 'a pty login works under the unit\'s device policy');
+    // A hostile customer in that shell tries to speak for the emperor: systemd's notify socket is not in the
+    // jail, nor in its environment.
+    const forged = await ptyShell('alice', `env | grep -c -E '^(NOTIFY_SOCKET|WATCHDOG_|JOURNAL_STREAM|INVOCATION_ID)' ; python3 -c "import socket; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(b'STOPPING=1\\nSTATUS=pwned', '/run/systemd/notify')" 2>&1 | tail -1`);
+    t.match(forged, /[\r\n]0\r\n/, 'no systemd variable in a customer\'s environment (grep -c counts 0)');
+    t.match(forged, /FileNotFoundError/, 'and no notify socket to send to');
+    t.equal(prop('ActiveState'), 'active', 'the unit is not stopping');
     t.equal(prop('StatusText'), '3 vassals: 2 running, 1 invalid', 'systemctl status shows the counts');
     const main = Number(prop('MainPID'));
     t.match(readFileSync(`/proc/${main}/cmdline`, 'utf8'), /node.*\/opt\/emperor\/node_modules\/.bin\/emperor/, 'MAINPID is the emperor itself (no wrapper process)');
@@ -80,6 +90,14 @@ if (requireSystemdGuest(t)) {
     t.match(invalid?.MESSAGE, /cpu-limit: expected/, 'with its problem');
     t.ok(records.some((r) => r.MESSAGE?.startsWith('alice: spawned') && r.PRIORITY === '6'), 'a spawn is info');
     t.notOk(records.some((r) => r.MESSAGE?.startsWith('{')), 'no JSON lines: journald gets plain lines');
+    // What a file's author writes reaches the journal quoted: a newline and a priority prefix of theirs forge nothing.
+    writeFileSync(join(VASSALS, 'forger.json'), JSON.stringify({ uwsgi: { uid: 'demo-alice', command: 'true', 'cpu-limit': 'fast\n<0>emperor: forged line' } }));
+    await until(() => journal(since).some((r) => /^forger: invalid/.test(r.MESSAGE ?? '')), 'the forger\'s file refused');
+    const after = journal(since);
+    t.notOk(after.some((r) => r.PRIORITY === '0' || /^emperor: forged/.test(r.MESSAGE ?? '')), 'no forged journal entry');
+    t.match(after.find((r) => /^forger: invalid/.test(r.MESSAGE ?? ''))?.MESSAGE, /fast(\\)+n<0>emperor: forged line/, 'its bytes are there, escaped (a backslash and an n, never a newline)');
+    rmSync(join(VASSALS, 'forger.json'));
+    await until(() => prop('StatusText') === '3 vassals: 2 running, 1 invalid', 'the forger gone again');
   });
 
   t.test('systemctl reload: RELOADING=1, every app reloaded, READY=1 again; no request fails meanwhile', async (t) => {
@@ -171,11 +189,17 @@ if (requireSystemdGuest(t)) {
     t.teardown(() => {
       for (const d of [VASSALS_ND, '/run/emperor-ct', '/var/log/emperor-ct']) rmSync(d, { recursive: true, force: true });
     });
-    // What a container runtime does: a cgroup namespace, and cgroup2 mounted inside it (a delegated scope).
-    const ct = spawn('systemd-run', ['--scope', '--quiet', '-p', 'Delegate=yes', '--unit', 'emperor-ct', 'unshare', '-C', '-m', '--propagation', 'private', 'sh', '-c', `mount -t cgroup2 none /sys/fs/cgroup && exec ${bin} ${args}`], { stdio: 'ignore' });
+    // What a container runtime does: a cgroup namespace, and in its own mount namespace cgroup2 mounted afresh
+    // at /sys/fs/cgroup, which then shows the namespace's root (a delegated scope).
+    const ct = spawn('systemd-run', ['--scope', '--quiet', '-p', 'Delegate=yes', '--unit', 'emperor-ct', 'unshare', '-C', '-m', '--propagation', 'private', 'sh', '-c', `umount /sys/fs/cgroup && mount -t cgroup2 none /sys/fs/cgroup && exec ${bin} ${args}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let said = '';
+    ct.stdout.on('data', (d: Buffer) => (said += d.toString()));
+    ct.stderr.on('data', (d: Buffer) => (said += d.toString()));
     const ended = new Promise<number | null>((r) => ct.on('exit', (code) => r(code)));
+    t.teardown(() => void ct.kill('SIGKILL'));
     const status = () => JSON.parse(tryRun(bin, 'status', '--json', '--run-dir', '/run/emperor-ct').out || '[]') as Array<{ name: string; state: string }>;
-    await until(() => { try { return status().some((v) => v.name === 'alice' && v.state === 'running'); } catch { return false; } }, 'alice running in the container', 120_000);
+    await until(() => { try { return status().some((v) => v.name === 'alice' && v.state === 'running'); } catch { return false; } }, 'alice running in the container', 30_000)
+      .catch((e: Error) => t.fail(`${e.message}; the emperor said: ${said}`));
     t.pass('alice runs: the jail\'s cgroup is under the container\'s own');
     const inside = readFileSync(join('/sys/fs/cgroup/system.slice/emperor-ct.scope/emperor/alice/cgroup.procs'), 'utf8').trim().split('\n');
     t.ok(inside.length >= 2, `seen from the host, under the scope the container runs in (${inside.length} processes)`);
