@@ -8,7 +8,7 @@
 # The systemd suite (scripts/vm/test/systemd.ts) leaves emperor.service enabled and running; the guest then
 # powers off and boots again from the same disk, where scripts/vm/test/boot.ts checks that it came up.
 # Environment: EMPEROR_VM_ACCEL=kvm to use KVM (default tcg: software emulation), EMPEROR_VM_TIMEOUT (minutes
-# per boot, default 40), EMPEROR_VM_OUT (where results go, default .vm-results in the checkout), EMPEROR_VM_CACHE.
+# per boot, default 40, 150 with --all), EMPEROR_VM_OUT (where results go, default .vm-results in the checkout), EMPEROR_VM_CACHE.
 # The last line is "vm: N passed, N failed" (scripts/test.sh reads it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,7 +42,9 @@ fi
 
 image=$(bash scripts/vm/image.sh)
 accel=${EMPEROR_VM_ACCEL:-tcg}
+# A bound per boot: 40 minutes (the CI run takes ~15), 150 for --all.
 timeout_min=${EMPEROR_VM_TIMEOUT:-40}
+[ "${1:-}" = --all ] && timeout_min=${EMPEROR_VM_TIMEOUT:-150}
 out=${EMPEROR_VM_OUT:-$checkout/.vm-results}
 rm -rf "$out"
 mkdir -p "$out"
