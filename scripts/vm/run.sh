@@ -54,7 +54,9 @@ mkdir "$share/out"
 
 log "packing the checkout (built on the host: node_modules, dist and native/build run in the guest unchanged)"
 tar -C "$checkout" --exclude=./.git --exclude=./.tap --exclude=./.vm-results -cf "$share/src.tar" .
-printf '%s\n' "${files[@]}" >"$share/files"
+# One file per line; none (--all) is an empty file, never an empty line (tap would take "" for the cwd).
+: >"$share/files"
+[ ${#files[@]} -eq 0 ] || printf '%s\n' "${files[@]}" >"$share/files"
 { [ -n "$exec_cmd" ] || { [ "$systemd" = 1 ] && [ "${1:-}" != "--all" ] && [ ${#files[@]} -eq 0 ]; }; } && : >"$share/no-suites"
 echo "$systemd" >"$share/systemd"
 printf '%s' "$exec_cmd" >"$share/exec"

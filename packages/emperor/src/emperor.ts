@@ -12,6 +12,7 @@ import { VassalNames } from './vassal-names.js';
 import { CustomerBudget } from './customer-budget.js';
 import { EventBus, WARNING_EVENTS } from './events.js';
 import { isVassalFile, Monitor } from './monitor.js';
+import { RunLock } from './run-lock.js';
 import { Vassal } from './vassal.js';
 
 /** How an emperor runs. */
@@ -67,6 +68,8 @@ export class Emperor {
   #stopping = false;
   /** File events being handled (checked, then loaded): the first scan is over when none is left. */
   readonly #inflight = new Set<Promise<void>>();
+  /** RUN/emperor.pid, held from start to the end of stop. */
+  #lock: RunLock | undefined;
   /** The cgroup hierarchies and the emperor's own cgroup in them: found once, at start. */
   #hierarchies: Hierarchy[] | undefined;
 
@@ -79,7 +82,9 @@ export class Emperor {
   }
 
   async start(): Promise<void> {
-    // Before anything else: a host whose cgroups cannot hold jails (a v2 controller not delegated) is an
+    // One emperor per run dir: a second one refuses before it touches anything of the first's.
+    this.#lock = RunLock.acquire(this.options.runDir);
+    // Then: a host whose cgroups cannot hold jails (a v2 controller not delegated) is an
     // error naming what to set, once, instead of every vassal failing with it.
     this.#hierarchies = detectHierarchies();
     mkdirSync(join(this.options.runDir, 'vassals'), { recursive: true, mode: 0o755 });
@@ -203,6 +208,8 @@ export class Emperor {
       await Promise.race([Promise.all(all.map((v) => v.settled())), new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS))]);
     }
     await this.#control?.close();
+    // A start refused by the run-dir lock stops here: the run dir is another emperor's.
+    if (this.#lock === undefined) return;
     rmSync(join(this.options.runDir, 'control.sock'), { force: true });
     this.logins.clear();
     try {
@@ -211,6 +218,8 @@ export class Emperor {
     } catch (err) {
       this.options.log.error({ err }, 'the jails\' cgroup parent could not be removed');
     }
+    this.#lock.release();
+    this.#lock = undefined;
     this.options.log.info('emperor stopped');
   }
 

@@ -23,6 +23,7 @@ export const ERROR_CODES = {
   EMPEROR_ERR_JAIL_STOPPED: 'the jail is not running',
   EMPEROR_ERR_CONTROL: 'the emperor daemon cannot be reached, or refused a request',
   EMPEROR_ERR_NO_VASSAL: 'the emperor has no vassal of that name',
+  EMPEROR_ERR_ALREADY_RUNNING: 'another emperor governs this run dir',
   EMPEROR_ERR_SYSTEMD: 'the emperor cannot speak systemd\'s notify protocol',
   EMPEROR_ERR_INTERNAL: 'a bug in Emperor',
 } as const;
