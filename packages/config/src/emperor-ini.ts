@@ -16,6 +16,7 @@ export interface EmperorIniSettings {
   tyrant?: boolean;
   'cgroup-parent'?: string;
   'log-format'?: 'auto' | 'pretty' | 'journal' | 'json';
+  'jail-builds'?: number;
 }
 
 /** What an emperor.ini holds: the daemon's settings and the operator's limits. */
@@ -38,7 +39,7 @@ const PARSERS: Record<keyof typeof BOUNDED_KEYS, (raw: unknown) => number> = {
   'stop-timeout': (r) => parseDuration(r, 3_600_000),
 };
 const LOG_FORMATS = ['auto', 'pretty', 'journal', 'json'] as const;
-const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'log-format', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit'];
+const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'log-format', 'jail-builds', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit'];
 const KNOWN = [...PLAIN, ...Object.keys(BOUNDED_KEYS).flatMap((k) => [k, `max-${k}`])];
 
 /**
@@ -86,6 +87,7 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
     try {
       if (key === 'tyrant') settings.tyrant = parseBool(value);
       else if (key === 'dir' || key === 'run-dir' || key === 'log-dir' || key === 'cgroup-parent') settings[key] = value;
+      else if (key === 'jail-builds') settings['jail-builds'] = parseInteger(value, 1, 1024, 'a number of jails built at once');
       else if (key === 'log-format') {
         const format = LOG_FORMATS.find((f) => f === value.toLowerCase());
         if (format === undefined) throw new Invalid(`one of ${LOG_FORMATS.join(', ')}`, { hint: 'auto: pretty on a terminal, journal lines under systemd, JSON otherwise' });

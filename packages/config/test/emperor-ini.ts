@@ -35,7 +35,7 @@ t.test('a bad emperor.ini names the line, the key, what was expected and what wa
     'emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"',
     'emperor.ini:3: max-cpu-limit: expected a percent of one CPU from 1 to 100000, got "0"',
     `emperor.ini:4: rlimit: expected a resource limit like nofile=1024:4096 or core=0 (NAME=SOFT[:HARD], NAME one of nofile, nproc, core, memlock, stack, fsize, as, cpu; sizes like 8M for core, memlock, stack, fsize and as), got "files=3"`,
-    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, got "colour"`,
+    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, jail-builds, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, got "colour"`,
     'emperor.ini:6: tyrant: expected on or off (also true/false, yes/no, 1/0), got "maybe"',
     'emperor.ini:8: pids-limit: expected it once, got it a second time (keep one)',
   ]);
@@ -60,4 +60,9 @@ t.test('tyrant policy: tyrant-min-uid and tyrant-socket-owners, with where they 
 t.test('log-format: auto, pretty, journal or json; anything else names the choices', async (t) => {
   t.same(parseEmperorIni('[emperor]\nlog-format = Journal\n', 'e.ini').settings, { 'log-format': 'journal' });
   t.same(problemsOf('[emperor]\nlog-format = syslog\n'), ['emperor.ini:2: log-format: expected one of auto, pretty, journal, json, got "syslog" (auto: pretty on a terminal, journal lines under systemd, JSON otherwise)']);
+});
+
+t.test('jail-builds: how many jails are built at once, from 1 to 1024', async (t) => {
+  t.same(parseEmperorIni('[emperor]\njail-builds = 8\n', 'e.ini').settings, { 'jail-builds': 8 });
+  t.same(problemsOf('[emperor]\njail-builds = 0\n'), ['emperor.ini:2: jail-builds: expected a number of jails built at once from 1 to 1024, got "0"']);
 });

@@ -132,7 +132,7 @@ export class ControlServer {
     if (req.method === 'GET' && url.pathname === '/vassals') return send(res, 200, [...e.vassals.values()].map(viewOf));
     if (req.method === 'GET' && url.pathname === '/metrics') {
       res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-      return void res.end(metricsOf(e.vassals.values(), e.startedAt));
+      return void res.end(metricsOf(e.vassals.values(), e.startedAt, e.builds()));
     }
     if (req.method === 'GET' && url.pathname === '/stats') return send(res, 200, uwsgiStatsOf(e.vassals.values(), e.options.dir, e.options.tyrant));
     if (req.method === 'GET' && url.pathname === '/events') return this.#events(res);

@@ -3,6 +3,8 @@ import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs
 import { join } from 'node:path';
 import { builtinLimits, checkVassalFile, clearUserCache, formatProblem, type CheckResult, type OperatorLimits } from '@emperor/config';
 import { detectHierarchies, removeCgroupParent, type Hierarchy } from '@emperor/jail';
+import { availableParallelism } from 'node:os';
+import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
 import type { Clock } from './cron-scheduler.js';
@@ -35,6 +37,8 @@ export interface EmperorOptions {
   limits?: OperatorLimits;
   /** Shorter stall and frame timeouts for customer streams (tests; docs/security.md has the defaults). */
   timeouts?: StreamTimeouts;
+  /** Jails built at once (emperor.ini `jail-builds`); default {@link DEFAULT_JAIL_BUILDS}. */
+  jailBuilds?: number;
 }
 
 /** How long a customer's stream may stall (not read its output) or leave a frame half-sent. */
@@ -45,6 +49,12 @@ export interface StreamTimeouts {
 
 /** Connections one customer may hold across all their sockets (docs/security.md). */
 export const CUSTOMER_CONNECTIONS = 16;
+/**
+ * Jails built at once by default: two per core. A build is mounts, namespaces and cgroup writes, mostly
+ * kernel work: a burst of 500 files queues instead of thrashing two cores (each vassal's wait is a promise).
+ */
+export const DEFAULT_JAIL_BUILDS = Math.max(2, 2 * availableParallelism());
+
 /** Past the largest stop-timeout, a shutdown waits this much more before it kills what is left. */
 export const SHUTDOWN_GRACE_MS = 3_000;
 
@@ -63,6 +73,7 @@ export class Emperor {
   /** The identity (inode, size, mtime) of each file as last loaded: a repeated event for it is not a change. */
   readonly #seen = new Map<string, string>();
   readonly #names = new VassalNames();
+  readonly #buildSlot: ReturnType<typeof pLimit>;
   #monitor: Monitor | undefined;
   #control: ControlServer | undefined;
   #stopping = false;
@@ -77,6 +88,7 @@ export class Emperor {
     this.options = options;
     this.logins = new Logins(options.runDir);
     this.limits = options.limits ?? builtinLimits();
+    this.#buildSlot = pLimit(options.jailBuilds ?? DEFAULT_JAIL_BUILDS);
     this.bus.setMaxListeners(0); // one listener per /events client: bounded by the control socket's connection cap
     this.bus.on('event', (e) => options.log[WARNING_EVENTS.has(e.event) ? 'warn' : 'info']({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
   }
@@ -113,6 +125,11 @@ export class Emperor {
     await this.settled();
   }
 
+  /** Jail builds under way and waiting for a slot (`/metrics`). */
+  builds(): { running: number; waiting: number; slots: number } {
+    return { running: this.#buildSlot.activeCount, waiting: this.#buildSlot.pendingCount, slots: this.#buildSlot.concurrency };
+  }
+
   /** How many vassals are in each state (systemd's STATUS=, `emperor status`). */
   counts(): Record<string, number> {
     const counts: Record<string, number> = {};
@@ -127,7 +144,7 @@ export class Emperor {
     const name = claim.name;
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
+      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), buildSlot: (build) => this.#buildSlot(build), bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.

@@ -15,6 +15,8 @@ export interface DaemonSettings {
   limits: OperatorLimits;
   /** How the daemon's own log is written (auto: from where stdout goes). */
   logFormat: (typeof LOG_FORMATS)[number];
+  /** Jails built at once (emperor.ini `jail-builds`), if set. */
+  jailBuilds?: number;
 }
 
 /** `emperor [--run-dir D] [--log-dir D] [--tyrant] [--log-format F] [--config emperor.ini] DIR`; the command line wins. */
@@ -46,5 +48,6 @@ export const parseDaemonArgs = (argv: string[]): DaemonSettings => {
     cgroupParent,
     limits,
     logFormat,
+    ...(ini['jail-builds'] === undefined ? {} : { jailBuilds: ini['jail-builds'] }),
   };
 };

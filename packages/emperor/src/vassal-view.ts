@@ -76,7 +76,7 @@ export const customerViewOf = (v: Vassal, hostPaths: HostPaths) => {
 };
 
 /** Prometheus text exposition of every vassal. */
-export const metricsOf = (vassals: Iterable<Vassal>, startedAt: number): string => {
+export const metricsOf = (vassals: Iterable<Vassal>, startedAt: number, builds?: { running: number; waiting: number }): string => {
   const lines: string[] = [];
   const metric = (name: string, help: string, type: string, rows: Array<[Record<string, string>, number]>) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
@@ -94,6 +94,10 @@ export const metricsOf = (vassals: Iterable<Vassal>, startedAt: number): string 
   metric('emperor_vassal_cpu_seconds_total', 'CPU time used by the jail.', 'counter', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, (v.usage?.cpuUsageUsec ?? 0) / 1e6]));
   metric('emperor_vassal_pids', 'Processes in the jail.', 'gauge', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, v.usage?.pids ?? 0]));
   metric('emperor_vassal_oom_kills_total', 'OOM kills in the jail.', 'counter', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, v.usage?.oomKills ?? 0]));
+  if (builds !== undefined) {
+    metric('emperor_jail_builds_running', 'Jails being built now (at most jail-builds at once).', 'gauge', [[{}, builds.running]]);
+    metric('emperor_jail_builds_waiting', 'Jails waiting for a build slot.', 'gauge', [[{}, builds.waiting]]);
+  }
   return `${lines.join('\n')}\n`;
 };
 

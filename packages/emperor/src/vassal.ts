@@ -33,6 +33,8 @@ export interface VassalContext {
   cgroupParent: string;
   /** The cgroup hierarchies, found once by the emperor (default: detected for each jail). */
   hierarchies?: Hierarchy[];
+  /** Runs a jail build (run dir, namespaces, mounts, cgroups) when one of the emperor's build slots is free. */
+  buildSlot?: <T>(build: () => Promise<T>) => Promise<T>;
   bus: EventBus;
   log: Logger;
   backoff?: BackoffPolicy;
@@ -370,9 +372,16 @@ export class Vassal {
 
   async #build(spec: VassalSpec, event: EventName, signal: AbortSignal): Promise<void> {
     const gid = spec.gid as number;
-    this.#runDir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
     const socket = spec.socket === undefined ? undefined : { path: spec.socket.path, ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
-    this.jail = await Jail.create(spec, { runDir: this.#runDir, cgroupParent: this.#ctx.cgroupParent, socket, ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
+    const slot = this.#ctx.buildSlot ?? ((build) => build());
+    const runDir = await slot(async () => {
+      if (signal.aborted) throw new Cancelled(); // a stop came while it waited for its slot
+      const dir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
+      this.#runDir = dir;
+      this.jail = await Jail.create(spec, { runDir: dir, cgroupParent: this.#ctx.cgroupParent, socket, ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
+      return dir;
+    });
+    if (this.jail === undefined) throw new Cancelled();
     const jail = this.jail;
     void jail.exited.then(() => {
       // The jail died under us (its shim or init was killed): treat it like an app failure.
@@ -387,7 +396,7 @@ export class Vassal {
     if (spec.pty) {
       const customers = this.#ctx.customers;
       const uid = spec.uid as number;
-      this.#router = new PtyRouter(jail, join(this.#runDir, 'pty.sock'), (ev) => this.#ctx.log[ev.event === 'refused' || ev.event === 'bad-client' ? 'warn' : 'info']({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`), {
+      this.#router = new PtyRouter(jail, join(runDir, 'pty.sock'), (ev) => this.#ctx.log[ev.event === 'refused' || ev.event === 'bad-client' ? 'warn' : 'info']({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`), {
         maxSessions: spec.ptySessions,
         ...this.#ctx.timeouts,
         ...(customers === undefined ? {} : { admit: () => customers.admit(uid) }),
@@ -398,7 +407,7 @@ export class Vassal {
     }
     if (this.#ctx.customerControl !== undefined) {
       // Seen as /run/control.sock inside the jail: `emperor status`, `logs`, `reload`, `restart` work there.
-      this.#customerControl = this.#ctx.customerControl(this.name, join(this.#runDir, 'control.sock'), spec.uid as number, gid);
+      this.#customerControl = this.#ctx.customerControl(this.name, join(runDir, 'control.sock'), spec.uid as number, gid);
       await this.#customerControl.listen();
     }
     // Daemons first, in the order written: the app usually needs its redis or memcached.

@@ -123,7 +123,7 @@ if (requireJails(t)) {
     writeFileSync(join(root, 'emperor.ini'), '[emperor]\nmemory-limit = lots\ncolour = blue\n');
     const bad = spawnSync(emperorBin, ['--config', join(root, 'emperor.ini'), root], { encoding: 'utf8' });
     t.equal(bad.status, 64);
-    t.equal(bad.stderr, `emperor: ${root}/emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"\nemperor: ${root}/emperor.ini:3: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, got "colour"\n`);
+    t.equal(bad.stderr, `emperor: ${root}/emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"\nemperor: ${root}/emperor.ini:3: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, jail-builds, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, got "colour"\n`);
     writeFileSync(join(root, 'emperor.ini'), '[emperor]\nmax-memory-limit = 256M\nmemory-limit = 128M\n');
     writeFileSync(join(root, 'big.ini'), '[uwsgi]\nuid = demo-alice\nmemory-limit = 1G\ncommand = sleep 60\n');
     const check = spawnSync(emperorBin, ['check', '--config', join(root, 'emperor.ini'), join(root, 'big.ini')], { encoding: 'utf8' });
