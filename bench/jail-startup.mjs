@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Jail start-up, side by side with bubblewrap in one run (issue 3).
 //   ours:  Jail.create (cgroups with memory, cpu and pids limits; clone; pivot_root; /proc /dev /tmp /run)
-//          + exec /bin/true as the vassal user (setns, caps, seccomp) + wait for its exit + stop the jail
+//          + /bin/true started by the jail's shim as the vassal user (setns, caps, seccomp) + its exit + stop
 //   bwrap: bwrap --unshare-all --ro-bind / / --proc /proc --dev /dev true
 //   helperNoCgroup: our helper's create + exec with the same mounts but no cgroups (the C side alone)
-//   oursExecOnly: exec /bin/true into an already running jail (what a cron job or pty session costs)
+//   oursExecOnly: /bin/true started by the shim of an already running jail (an app, daemon or cron run)
+//   helperExecOnly: the same through the exec helper, a spawn from Node (a pty session or an ssh command)
 //   oursB: ours with another build of the helper (EMPEROR_BENCH_HELPER_B=PATH), for an A/B of a helper change
 //          (docs/benchmarks.md: clone3 CLONE_INTO_CGROUP against the build that migrated each process)
 // Runs alternate between the cases so that machine noise hits all alike. Usage: node bench/jail-startup.mjs [N]
@@ -20,19 +21,26 @@ const PARENT = `emperor-bench-${process.pid}`;
 const r = parseVassalText('[uwsgi]\nuid = demo-alice\ncommand = true\nmemory-limit = 256M\ncpu-limit = 100%\npids-limit = 64\n', 'bench.ini');
 if (!r.ok) throw new Error('bad bench spec');
 const runDir = mkdtempSync(join(tmpdir(), 'emperor-run-bench-'));
+const controlDir = join(runDir, '..', `emperor-bench-ctl-${process.pid}`);
 chownSync(runDir, 0, r.spec.gid);
 
 let bornInCgroup;
 const ours = async () => {
-  const jail = await Jail.create(r.spec, { runDir, cgroupParent: PARENT });
+  const jail = await Jail.create(r.spec, { runDir, controlDir, cgroupParent: PARENT });
   bornInCgroup ??= jail.bornInCgroup;
-  const e = await jail.exec({ argv: ['/bin/true'] }).exited;
+  const e = await jail.start('bench', { argv: ['/bin/true'] }).exited;
   if (e.code !== 0) throw new Error(`true exited ${e.code}`);
   await jail.stop();
 };
 let warm;
 const oursExecOnly = async () => {
-  warm ??= await Jail.create({ ...r.spec, name: 'bench-warm' }, { runDir, cgroupParent: PARENT });
+  warm ??= await Jail.create({ ...r.spec, name: 'bench-warm' }, { runDir, controlDir, cgroupParent: PARENT });
+  const e = await warm.start('bench', { argv: ['/bin/true'] }).exited;
+  if (e.code !== 0) throw new Error(`true exited ${e.code}`);
+};
+// The exec helper's way into a running jail (a pty session, a command of `emperor pty`): a spawn from Node.
+const helperExecOnly = async () => {
+  warm ??= await Jail.create({ ...r.spec, name: 'bench-warm' }, { runDir, controlDir, cgroupParent: PARENT });
   const e = await warm.exec({ argv: ['/bin/true'] }).exited;
   if (e.code !== 0) throw new Error(`true exited ${e.code}`);
 };
@@ -67,7 +75,7 @@ const oursB = async () => {
   }
 };
 
-const cases = { ours, bwrap, helperNoCgroup, oursExecOnly, ...(helperB ? { oursB } : {}) };
+const cases = { ours, bwrap, helperNoCgroup, oursExecOnly, helperExecOnly, ...(helperB ? { oursB } : {}) };
 const times = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
 for (let i = 0; i < 10; i++) for (const f of Object.values(cases)) await f(); // warm-up
 for (let i = 0; i < N; i++) {
@@ -80,6 +88,7 @@ for (let i = 0; i < N; i++) {
 await warm?.stop();
 removeCgroupParent(PARENT);
 rmSync(runDir, { recursive: true, force: true });
+rmSync(controlDir, { recursive: true, force: true });
 
 const q = (xs, p) => {
   const s = [...xs].sort((a, b) => a - b);

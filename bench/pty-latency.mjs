@@ -25,7 +25,8 @@ const runDir = join(dir, 'run');
 mkdirSync(runDir);
 chownSync(runDir, 0, r.spec.gid);
 const parent = `emperor-bench-pty-${process.pid}`;
-const jail = await Jail.create(r.spec, { runDir, cgroupParent: parent });
+const controlDir = `${runDir}-ctl`;
+const jail = await Jail.create(r.spec, { runDir, controlDir, cgroupParent: parent });
 const oursSock = join(runDir, 'pty.sock');
 const router = new PtyRouter(jail, oursSock, () => {}, { shell: SHELL });
 await router.listen();
@@ -109,6 +110,7 @@ try {
   await router.close();
   await jail.stop();
   removeCgroupParent(parent);
+  rmSync(controlDir, { recursive: true, force: true });
   uw.kill('SIGINT');
   await new Promise((r2) => uw.on('exit', r2));
   rmSync(dir, { recursive: true, force: true });

@@ -93,6 +93,24 @@ void join_cgroup_set(const struct cgroup_set *set, pid_t pid)
 			die_errno("join cgroup %d of %d", i + 1, set->n_procs);
 }
 
+void join_cgroup_self(const struct cgroup_set *set)
+{
+	set_step("join cgroup");
+	for (int i = 0; i < set->n_procs; i++)
+		if (!write_all(set->procs[i], "0\n", 2))
+			die_errno("join cgroup %d of %d", i + 1, set->n_procs);
+	if (set->into >= 0 && !set->born) {
+		/* clone3 fell back: the directory's cgroup.procs is among the procs above already */
+		return;
+	}
+	if (set->into >= 0) {
+		int fd = openat(set->into, "cgroup.procs", O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0 || !write_all(fd, "0\n", 2))
+			die_errno("join the jail's cgroup2 directory");
+		close(fd);
+	}
+}
+
 bool kill_cgroup(const struct cgroup_set *set)
 {
 	if (set->into < 0)
@@ -103,6 +121,28 @@ bool kill_cgroup(const struct cgroup_set *set)
 	bool ok = write_all(fd, "1", 1);
 	close(fd);
 	return ok;
+}
+
+bool cgroups_empty_but(const char *const *dirs, int n, pid_t except)
+{
+	char self[24];
+	snprintf(self, sizeof self, "%d", (int)except);
+	for (int i = 0; i < n; i++) {
+		char path[4096], buf[256];
+		snprintf(path, sizeof path, "%s/cgroup.procs", dirs[i]);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue; /* removed already: empty */
+		ssize_t got = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (got <= 0)
+			continue;
+		buf[got] = 0;
+		for (char *save = NULL, *l = strtok_r(buf, "\n", &save); l; l = strtok_r(NULL, "\n", &save))
+			if (strcmp(l, self))
+				return false;
+	}
+	return true;
 }
 
 void close_cgroups(struct cgroup_set *set)

@@ -28,7 +28,11 @@ void open_cgroups(const char *const *dirs, int n, struct cgroup_set *set);
 pid_t clone_into_cgroup(int flags, struct cgroup_set *set);
 /* Writes pid ("0": the writer itself) to every cgroup.procs fd of the set (never the v1-only "tasks"). */
 void join_cgroup_set(const struct cgroup_set *set, pid_t pid);
+/* Moves the calling process into every cgroup of the set (cgroup.procs, "0"; the cgroup2 directory too). */
+void join_cgroup_self(const struct cgroup_set *set);
 /* Kills every process of the cgroup2 directory at once (cgroup.kill, Linux 5.14); false where there is none. */
 bool kill_cgroup(const struct cgroup_set *set);
+/* True when the cgroup directories hold no process but `except` (0: none at all); a missing one is empty. */
+bool cgroups_empty_but(const char *const *dirs, int n, pid_t except);
 /* Closes every fd of the set. */
 void close_cgroups(struct cgroup_set *set);

@@ -7,6 +7,7 @@
 #include "net.h"
 #include "ns.h"
 #include "seccomp.h"
+#include "shim.h"
 #include "status.h"
 #include "util.h"
 
@@ -86,32 +87,22 @@ static __attribute__((noreturn)) void init_main(const struct create_spec *spec, 
 	run_init();
 }
 
-/* Waits until no process is left in the jail's cgroups (the kernel kills them when init dies). */
+/* Waits until no process but this shim is left in the jail's cgroups (the kernel kills them when init dies). */
 static void wait_cgroups_empty(const struct create_spec *spec)
 {
-	for (int tries = 0; tries < 500; tries++) {
-		bool empty = true;
-		for (int i = 0; i < spec->n_cgroups && empty; i++) {
-			char path[4096], buf[16];
-			snprintf(path, sizeof path, "%s/cgroup.procs", spec->cgroups[i]);
-			int fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
-				continue; /* removed already: empty */
-			ssize_t n = read(fd, buf, sizeof buf);
-			close(fd);
-			empty = n <= 0;
-		}
-		if (empty)
-			return;
+	for (int tries = 0; tries < 500 && !cgroups_empty_but(spec->cgroups, spec->n_cgroups, getpid()); tries++)
 		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
-	}
 }
 
 void cmd_create(const struct create_spec *spec)
 {
 	set_step("start");
-	/* The shim dies with the emperor; init dies with the shim; the kernel then empties the pid namespace. */
-	die_with_parent("the jail was built");
+	/*
+	 * Without a control socket the shim dies with the emperor; with one it outlives it (a new emperor takes
+	 * the jail over). Either way the init dies with the shim, and the kernel then empties the pid namespace.
+	 */
+	if (!spec->control_path)
+		die_with_parent("the jail was built");
 
 	int listen_fd = -1;
 	struct listen_place place = { -1, NULL };
@@ -160,12 +151,32 @@ void cmd_create(const struct create_spec *spec)
 	if (write(sv[0], "g", 1) != 1)
 		die_errno("release the init");
 	join_cgroup_set(&cgroups, init);
+	if (spec->control_path)
+		join_cgroup_self(&cgroups); /* the shim too: every process it forks is then born in the jail's cgroups */
 	if (write(sv[0], "c", 1) != 1)
 		die_errno("tell the init its cgroups are joined");
 	char ok = 0;
 	ssize_t n = read(sv[0], &ok, 1);
 	close(sv[0]);
 	bool ready = n == 1 && ok == 'k';
+	if (ready && spec->control_path) {
+		/* The shim's own OOM score is the init's: an OOM kill of the jail's group spares both. */
+		int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+		if (adj >= 0) {
+			(void)!write(adj, "-1000", 5); /* EACCES without CAP_SYS_RESOURCE: then as killable as the rest */
+			close(adj);
+		}
+		if (prctl(PR_SET_DUMPABLE, 0) < 0)
+			die_errno("set not dumpable");
+		set_step("enter the jail's pid namespace for children");
+		int pidfd = open_verified_pidfd(init, proc_start_time(init), "jail init");
+		if (setns(pidfd, CLONE_NEWPID) < 0)
+			die_errno("setns into the jail's pid namespace");
+		struct shim_jail jail = { .init = init, .init_start = proc_start_time(init), .init_pidfd = pidfd,
+					  .listen_fd = listen_fd, .place = place, .cgroups = &cgroups,
+					  .born_in_cgroup = cgroups.born };
+		shim_serve(spec, &jail);
+	}
 	if (ready) {
 		status_event("\"event\":\"ready\",\"shim\":%d,\"init\":%d,\"init_start\":%llu,\"shim_start\":%llu,"
 			     "\"socket_fd\":%d,\"born_in_cgroup\":%s",

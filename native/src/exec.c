@@ -90,8 +90,8 @@ static int open_notify(const char *path, gid_t gid)
 	return fd;
 }
 
-static __attribute__((noreturn)) void child_main(const struct exec_spec *spec, int *fds, int n_fds,
-						  const char *slave, int sync, struct cgroup_set *cgroups, int pidfd)
+void become_jailed(const struct exec_spec *spec, int *fds, int n_fds, const char *slave, int sync,
+		   struct cgroup_set *cgroups, int pidfd)
 {
 	/*
 	 * Into the jail's cgroups before anything else runs, so limits apply from the first instruction: born
@@ -246,7 +246,7 @@ void cmd_exec(const struct exec_spec *spec)
 			close(master);
 		if (notify >= 0)
 			close(notify);
-		child_main(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], &cgroups, pidfd);
+		become_jailed(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], &cgroups, pidfd);
 	}
 	bool born_in_cgroup = cgroups.born;
 	close(pidfd);

@@ -86,6 +86,19 @@ static void parse_create(int argc, char **argv, struct create_spec *s)
 			enum mount_kind k = !strcmp(a, "--dir") ? M_DIR : !strcmp(a, "--proc") ? M_PROC : !strcmp(a, "--dev") ? M_DEV : M_MQUEUE;
 			add_op(s, k, NULL, need(argc, argv, &i, 1), false);
 			i += 1;
+		} else if (!strcmp(a, "--control")) {
+			s->control_path = need(argc, argv, &i, 1);
+			if (s->control_path[0] != '/')
+				die("--control: expected an absolute path, got %s", s->control_path);
+			i += 1;
+		} else if (!strcmp(a, "--label")) {
+			s->label = need(argc, argv, &i, 1);
+			i += 1;
+		} else if (!strcmp(a, "--run-dir")) {
+			s->run_dir = need(argc, argv, &i, 1);
+			if (s->run_dir[0] != '/')
+				die("--run-dir: expected an absolute path, got %s", s->run_dir);
+			i += 1;
 		} else if (!strcmp(a, "--listen")) {
 			need(argc, argv, &i, 5);
 			s->listen_dir = argv[i + 1];
@@ -132,12 +145,12 @@ static unsigned long long rlimit_value(const char *text, const char *arg)
 	return n;
 }
 
-static void parse_exec(int argc, char **argv, struct exec_spec *s)
+int parse_exec_args(int argc, char **argv, int first, struct exec_spec *s)
 {
 	s->ns_flags = parse_ns_list("fs,ipc,uts,net,pid");
 	s->cwd = "/";
 	int i;
-	for (i = 2; i < argc && strcmp(argv[i], "--"); i++) {
+	for (i = first; i < argc && strcmp(argv[i], "--"); i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "--status-fd")) {
 			set_status_fd(need(argc, argv, &i, 1));
@@ -185,6 +198,11 @@ static void parse_exec(int argc, char **argv, struct exec_spec *s)
 		} else if (!strcmp(a, "--notify")) {
 			s->notify_path = need(argc, argv, &i, 1);
 			i += 1;
+		} else if (!strcmp(a, "--out")) {
+			s->out = need(argc, argv, &i, 1);
+			i += 1;
+		} else if (!strcmp(a, "--socket")) {
+			s->shim_socket = true;
 		} else if (!strcmp(a, "--rlimit")) {
 			const char *v = need(argc, argv, &i, 1);
 			if (s->n_rlimits >= MAX_RLIMITS)
@@ -203,9 +221,19 @@ static void parse_exec(int argc, char **argv, struct exec_spec *s)
 	}
 	if (i >= argc - 1)
 		die("exec: expected -- COMMAND [ARGS...]");
-	if (!s->init_pid || !s->uid || !s->gid)
-		die("exec: --init, --uid and --gid are required");
+	if (!s->uid || !s->gid)
+		die("exec: --uid and --gid are required");
 	s->argv = argv + i + 1;
+	return i + 1;
+}
+
+static void parse_exec(int argc, char **argv, struct exec_spec *s)
+{
+	parse_exec_args(argc, argv, 2, s);
+	if (!s->init_pid)
+		die("exec: --init is required");
+	if (s->out || s->shim_socket)
+		die("exec: --out and --socket are for a jail's shim; exec takes --socket-from");
 }
 
 /* At most this many bytes of arguments on --args-fd: far beyond any vassal, short of a memory attack. */

@@ -37,6 +37,10 @@ struct create_spec {
 	gid_t listen_gid;
 	mode_t listen_mode;
 	int listen_backlog;
+	/* The shim as the jail's supervisor (docs/jail.md): its control socket, an opaque label, the run dir. */
+	const char *control_path; /* NULL: the shim only waits for the init (the old, emperor-bound life) */
+	const char *label;
+	const char *run_dir;      /* the vassal's run dir on the host: where notify sockets go */
 };
 
 struct exec_spec {
@@ -56,7 +60,9 @@ struct exec_spec {
 	unsigned long long socket_start;
 	int socket_fd;
 	bool pty;
-	const char *notify_path; /* sd_notify socket to create inside the jail, or NULL */
+	const char *notify_path; /* sd_notify socket to create inside the jail, or NULL (shim: a run-dir name) */
+	const char *out;         /* shim only: where stdout and stderr go (null, emperor, log:...) */
+	bool shim_socket;        /* shim only: the listening socket it holds becomes fd 3 */
 	struct rlimit_op rlimits[MAX_RLIMITS];
 	int n_rlimits;
 	char **argv;
@@ -64,3 +70,5 @@ struct exec_spec {
 
 /* "fs,ipc,uts,net,pid" to CLONE_NEW* flags; dies on an unknown name. */
 int parse_ns_list(const char *list);
+/* Parses exec options from argv[first] up to "--" and the command after it; returns the command's index. */
+int parse_exec_args(int argc, char **argv, int first, struct exec_spec *s);

@@ -22,10 +22,36 @@ const char *current_step(void)
 	return step;
 }
 
+static jmp_buf *catcher;
+static char caught[1200];
+static int caught_err;
+
+void die_catch(jmp_buf *where)
+{
+	catcher = where;
+}
+
+int caught_errno(void)
+{
+	return caught_err;
+}
+
+const char *caught_message(void)
+{
+	return caught;
+}
+
 static NORETURN void vdie(int err, int code, const char *fmt, va_list ap)
 {
 	char msg[1024];
 	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (catcher) {
+		jmp_buf *where = catcher;
+		catcher = NULL;
+		snprintf(caught, sizeof caught, "%s: %s", step, msg);
+		caught_err = err;
+		longjmp(*where, 1);
+	}
 	status_error(step, err, msg);
 	if (err)
 		fprintf(stderr, "emperor-jail: %s: %s: %s\n", step, msg, strerror(err));

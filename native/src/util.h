@@ -26,6 +26,16 @@ NORETURN PRINTF(1, 2) void die(const char *fmt, ...);
 /* The same, with an explicit errno and exit code. */
 NORETURN PRINTF(3, 4) void die_with(int err, int code, const char *fmt, ...);
 
+/*
+ * While a catcher is set, die() and friends do not exit: they record the error and longjmp there (the
+ * shim, serving one request, must not end the jail over it). The catcher is cleared when it is used.
+ */
+#include <setjmp.h>
+void die_catch(jmp_buf *where);
+/* The error the last caught die() recorded: its errno (0 for none), step and message. */
+int caught_errno(void);
+const char *caught_message(void);
+
 /* PR_SET_PDEATHSIG=SIGKILL, then dies if the parent is already gone (the race prctl alone leaves open). */
 void die_with_parent(const char *what);
 

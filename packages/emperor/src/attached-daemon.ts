@@ -1,9 +1,8 @@
 import { join } from 'node:path';
 import type { DaemonSpec, VassalSpec } from '@emperor/config';
-import type { Jail, JailProcess } from '@emperor/jail';
+import type { Jail, Output, ShimProcess } from '@emperor/jail';
 import type { EventBus } from './events.js';
-import { killGroup } from './kill-group.js';
-import { LogFile } from './log-file.js';
+import { logOutput } from './log-file.js';
 
 /** What a daemon needs from its vassal. */
 export interface DaemonContext {
@@ -31,19 +30,19 @@ export class AttachedDaemon {
   readonly spec: DaemonSpec;
   restarts = 0;
   #ctx: DaemonContext;
-  #proc: JailProcess | undefined;
+  #proc: ShimProcess | undefined;
   #pid: number | undefined;
   #stopping = false;
   #failures = 0;
   #startedAt = 0;
   #timer: NodeJS.Timeout | undefined;
-  #log: LogFile;
+  readonly #log: Output;
 
   constructor(index: number, spec: DaemonSpec, ctx: DaemonContext) {
     this.index = index;
     this.spec = spec;
     this.#ctx = ctx;
-    this.#log = new LogFile(join(ctx.logDir, ctx.vassal, `daemon-${index}.log`), ctx.spec.gid as number);
+    this.#log = logOutput(join(ctx.logDir, ctx.vassal, `daemon-${index}.log`), ctx.spec.gid as number);
   }
 
   get pid(): number | undefined {
@@ -54,16 +53,9 @@ export class AttachedDaemon {
     this.#ctx.bus.publish(this.#ctx.vassal, event, { daemon: this.index, command: this.spec.command.at(-1), ...detail });
   }
 
-  #exec(argv: string[], log = true): JailProcess {
-    const p = this.#ctx.jail.exec({ argv, env: this.#ctx.spec.env, cwd: this.spec.chdir, stdio: ['ignore', 'pipe', 'pipe'] });
-    if (log) {
-      p.subprocess.stdout?.on('data', (d: Buffer) => this.#log.write(d));
-      p.subprocess.stderr?.on('data', (d: Buffer) => this.#log.write(d));
-    } else {
-      p.subprocess.stdout?.resume();
-      p.subprocess.stderr?.resume();
-    }
-    return p;
+  /** A process of this daemon's in the jail, through the shim: the daemon itself (logged), or a check. */
+  #exec(argv: string[], log = true): ShimProcess {
+    return this.#ctx.jail.start(log ? `daemon-${this.index}` : `check-${this.index}`, { argv, env: this.#ctx.spec.env, cwd: this.spec.chdir, output: log ? this.#log : 'null' });
   }
 
   /** Starts it; resolves once it runs (a smart daemon: once its pidfile names a live process). */
@@ -82,15 +74,14 @@ export class AttachedDaemon {
       // and counts as a failure (a first process that never exits would hold the vassal in spawning).
       const signal = this.#ctx.signal;
       let t: NodeJS.Timeout | undefined;
-      const onAbort = () => proc.subprocess.kill('SIGKILL');
+      const onAbort = () => proc.kill('SIGKILL');
       signal?.addEventListener('abort', onAbort, { once: true });
       const exited = await Promise.race([proc.exited.then(() => true), new Promise<boolean>((r) => (t = setTimeout(() => r(false), this.#ctx.spec.readyTimeoutMs)))]);
       clearTimeout(t);
       signal?.removeEventListener('abort', onAbort);
       this.#proc = undefined;
       if (!exited) {
-        if (this.#pid !== undefined) killGroup(this.#pid);
-        proc.subprocess.kill('SIGKILL');
+        proc.kill('SIGKILL'); // its whole group, through the shim
         await proc.exited;
         this.#emit('daemon-exited', { pid: this.#pid, error: `smart-attach-daemon: expected its first process to exit within ready-timeout (${this.#ctx.spec.readyTimeoutMs / 1000} s), got one still running; killed` });
         return this.#died({ code: null, signal: 9 });
@@ -195,24 +186,21 @@ export class AttachedDaemon {
       const deadline = Date.now() + timeoutMs;
       while (Date.now() < deadline && (await this.#inJail(this.#pidfileScript('kill -0'))) === 0) await new Promise((r) => setTimeout(r, 50));
       await this.#inJail(this.#pidfileScript('kill -KILL'));
-      this.#log.close();
       return;
     }
     const proc = this.#proc;
     this.#proc = undefined;
-    if (proc === undefined) return this.#log.close();
+    if (proc === undefined) return;
     const done = proc.exited.then(() => true);
     proc.kill(this.spec.stopSignal as NodeJS.Signals);
     let t: NodeJS.Timeout | undefined;
     const ok = await Promise.race([done, new Promise<boolean>((r) => (t = setTimeout(() => r(false), timeoutMs)))]);
     clearTimeout(t);
     if (!ok) {
-      if (this.#pid !== undefined) killGroup(this.#pid);
-      proc.subprocess.kill('SIGKILL');
+      proc.kill('SIGKILL'); // its whole group, through the shim
       await done;
     }
     this.#emit('daemon-exited', { pid: this.#pid, stopped: true });
     this.#pid = undefined;
-    this.#log.close();
   }
 }

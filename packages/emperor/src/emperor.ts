@@ -144,7 +144,7 @@ export class Emperor {
     const name = claim.name;
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), buildSlot: (build) => this.#buildSlot(build), bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
+      v = new Vassal(name, { runDir: this.options.runDir, controlDir: join(this.options.runDir, 'shims'), logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), buildSlot: (build) => this.#buildSlot(build), bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.

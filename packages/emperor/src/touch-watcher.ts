@@ -1,4 +1,4 @@
-import type { Jail, JailProcess } from '@emperor/jail';
+import type { Jail, ShimProcess } from '@emperor/jail';
 
 /** How often the paths are looked at (uWSGI's master looks at touch-reload files every few seconds too). */
 export const TOUCH_INTERVAL_S = 2;
@@ -22,7 +22,7 @@ export class TouchWatcher {
   readonly #jail: Jail;
   readonly #paths: readonly string[];
   readonly #onTouch: (path: string) => void;
-  #proc: JailProcess | undefined;
+  #proc: ShimProcess | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #last: string[] | undefined;
@@ -35,16 +35,17 @@ export class TouchWatcher {
 
   start(): void {
     if (this.#stopped || !this.#jail.running) return;
-    let proc: JailProcess;
+    let proc: ShimProcess;
     try {
-      proc = this.#jail.exec({ argv: ['/bin/sh', '-c', SCRIPT, 'emperor-touch-reload', ...this.#paths], env: { PATH: '/usr/bin:/bin' }, cwd: '/', stdio: ['ignore', 'pipe', 'ignore'] });
+      proc = this.#jail.start('touch', { argv: ['/bin/sh', '-c', SCRIPT, 'emperor-touch-reload', ...this.#paths], env: { PATH: '/usr/bin:/bin' }, cwd: '/', output: 'emperor' });
     } catch {
       return; // the jail stopped meanwhile
     }
     this.#proc = proc;
     let buffer = '';
     let snapshot: string[] = [];
-    proc.subprocess.stdout?.on('data', (d: Buffer) => {
+    proc.on('output', (fd, d) => {
+      if (fd !== 1) return;
       buffer += d.toString('utf8');
       if (buffer.length > MAX_BUFFER) buffer = '';
       let nl: number;

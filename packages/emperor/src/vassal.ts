@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { formatProblem, type CheckResult, type CronSpec, type VassalSpec } from '@emperor/config';
 import { isEmperorError } from '@emperor/errors';
-import { Jail, type Hierarchy, type JailProcess } from '@emperor/jail';
+import { Jail, type Hierarchy, type ShimProcess } from '@emperor/jail';
 import { PtyRouter } from '@emperor/pty';
 import type { Logger } from 'pino';
 import { isDeepStrictEqual } from 'node:util';
@@ -9,8 +9,7 @@ import { AttachedDaemon } from './attached-daemon.js';
 import { DEFAULT_BACKOFF, nextRespawn, type BackoffPolicy } from './backoff.js';
 import { CronScheduler, realClock, type Clock } from './cron-scheduler.js';
 import type { EventBus, EventName } from './events.js';
-import { killGroup } from './kill-group.js';
-import { LogFile } from './log-file.js';
+import { logOutput } from './log-file.js';
 import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
 import { classifyChange } from './spec-diff.js';
 import type { Logins } from './logins.js';
@@ -33,6 +32,8 @@ export interface VassalContext {
   cgroupParent: string;
   /** The cgroup hierarchies, found once by the emperor (default: detected for each jail). */
   hierarchies?: Hierarchy[];
+  /** The root-only directory of the jails' control sockets (RUN/shims). */
+  controlDir: string;
   /** Runs a jail build (run dir, namespaces, mounts, cgroups) when one of the emperor's build slots is free. */
   buildSlot?: <T>(build: () => Promise<T>) => Promise<T>;
   bus: EventBus;
@@ -49,17 +50,15 @@ export interface VassalContext {
   timeouts?: StreamTimeouts;
 }
 
-/** The app: one process in the jail, with its log and start time. */
+/** The app: one process in the jail (the shim's), with its start time. */
 interface App {
-  proc: JailProcess;
+  proc: ShimProcess;
   pid: number | undefined;
   startedAt: number;
-  log: LogFile;
   /** The jail's OOM kill count when the app started: a higher one at its exit means the kernel killed it. */
   oomKills: number;
 }
 
-const NOTIFY_PATH = '/run/.emperor-notify';
 
 /**
  * One vassal: its last good spec, its jail and its app, and the rules that move it between states.
@@ -85,14 +84,13 @@ export class Vassal {
   #queue: Promise<void> = Promise.resolve();
   #failures = 0;
   #timer: NodeJS.Timeout | undefined;
-  #notifySeq = 0;
   #daemons: AttachedDaemon[] = [];
   #router: PtyRouter | undefined;
   #customerControl: { listen(): Promise<void>; close(): Promise<void> } | undefined;
   #cron: CronScheduler | undefined;
   /** Minute each cron job last ran: kept across reloads so no job runs twice for one minute. */
   readonly #cronLastRun = new Map<string, number>();
-  readonly #cronRunning = new Map<string, JailProcess>();
+  readonly #cronRunning = new Map<string, ShimProcess>();
   /** Aborted by stop, restart and shutdown: cuts short a spawn or reload waiting for readiness. */
   #cancel = new AbortController();
   #customerPending: 'reload' | 'restart' | undefined;
@@ -260,27 +258,20 @@ export class Vassal {
       this.#emit('cron', { command: job.command.at(-1), minute: minute.toISOString(), skipped: 'still running' });
       return;
     }
-    const log = new LogFile(join(this.#ctx.logDir, this.name, 'cron.log'), spec.gid as number);
-    let proc: JailProcess;
+    let proc: ShimProcess;
     try {
-      proc = jail.exec({ argv: job.command, env: spec.env, cwd: spec.chdir, stdio: ['ignore', 'pipe', 'pipe'] });
+      proc = jail.start('cron', { argv: job.command, env: spec.env, cwd: spec.chdir, output: logOutput(join(this.#ctx.logDir, this.name, 'cron.log'), spec.gid as number) });
     } catch (e) {
       // The jail stopped between the tick and now: this minute's run is lost, and said so.
-      log.close();
       this.#emit('cron', { command: job.command.at(-1), minute: minute.toISOString(), skipped: isEmperorError(e) ? e.describe() : String(e) });
       return;
     }
-    proc.subprocess.stdout?.on('data', (d: Buffer) => log.write(d));
-    proc.subprocess.stderr?.on('data', (d: Buffer) => log.write(d));
     this.#cronRunning.set(key, proc);
     const timeoutMs = job.timeoutMs ?? spec.cronTimeoutMs;
     let timer: NodeJS.Timeout | undefined;
-    if (timeoutMs !== undefined && timeoutMs > 0) {
-      timer = setTimeout(() => void proc.started.then(({ pid }) => killGroup(pid)).catch(() => undefined), timeoutMs);
-    }
+    if (timeoutMs !== undefined && timeoutMs > 0) timer = setTimeout(() => proc.kill('SIGKILL'), timeoutMs);
     void proc.exited.then((exit) => {
       clearTimeout(timer);
-      log.close();
       if (this.#cronRunning.get(key) === proc) this.#cronRunning.delete(key);
       this.#emit('cron', { command: job.command.at(-1), minute: minute.toISOString(), code: exit.code, signal: exit.signal });
     });
@@ -378,7 +369,7 @@ export class Vassal {
       if (signal.aborted) throw new Cancelled(); // a stop came while it waited for its slot
       const dir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
       this.#runDir = dir;
-      this.jail = await Jail.create(spec, { runDir: dir, cgroupParent: this.#ctx.cgroupParent, socket, ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
+      this.jail = await Jail.create(spec, { runDir: dir, controlDir: this.#ctx.controlDir, cgroupParent: this.#ctx.cgroupParent, socket, ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
       return dir;
     });
     if (this.jail === undefined) throw new Cancelled();
@@ -433,21 +424,14 @@ export class Vassal {
   async #startApp(spec: VassalSpec, signal: AbortSignal): Promise<App | undefined> {
     const jail = this.jail;
     if (jail === undefined || spec.command === undefined) return undefined;
-    const log = new LogFile(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid as number);
-    const notify = spec.ready === 'notify' ? `${NOTIFY_PATH}-${++this.#notifySeq}` : undefined;
-    const proc = jail.exec({ argv: spec.command, env: spec.env, cwd: spec.chdir, socket: spec.socket !== undefined, notify, stdio: ['ignore', 'pipe', 'pipe'] });
-    proc.subprocess.stdout?.on('data', (d: Buffer) => log.write(d));
-    proc.subprocess.stderr?.on('data', (d: Buffer) => log.write(d));
-    const app: App = { proc, pid: undefined, startedAt: Date.now(), log, oomKills: jail.usage().oomKills };
+    const proc = jail.start('app', { argv: spec.command, env: spec.env, cwd: spec.chdir, socket: spec.socket !== undefined, notify: spec.ready === 'notify', output: logOutput(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid as number) });
+    const app: App = { proc, pid: undefined, startedAt: Date.now(), oomKills: jail.usage().oomKills };
     void proc.exited.then((exit) => {
-      log.close();
       if (exit.error) this.lastError = exit.error.describe();
       void this.#enqueue(async () => this.#appExited(app, exit));
     });
-    const giveUp = () => {
-      if (app.pid !== undefined) killGroup(app.pid);
-      proc.subprocess.kill('SIGKILL');
-    };
+    // Its whole process group, through the shim.
+    const giveUp = () => proc.kill('SIGKILL');
     try {
       app.pid = (await proc.started).pid;
     } catch (e) {
@@ -457,7 +441,7 @@ export class Vassal {
       this.#emit('error', { error: this.lastError });
       return undefined;
     }
-    if (notify !== undefined) {
+    if (spec.ready === 'notify') {
       const how = await readiness(proc.ready, proc.exited, spec.readyTimeoutMs, signal);
       if (how === 'aborted') {
         giveUp();
@@ -567,15 +551,14 @@ export class Vassal {
   async #stopApp(app: App, spec: VassalSpec, deadline = Date.now() + spec.stopTimeoutMs): Promise<void> {
     const signal = typeof spec.stopSignal === 'number' ? spec.stopSignal : (spec.stopSignal as NodeJS.Signals);
     const done = app.proc.exited.then(() => true);
-    app.proc.subprocess.kill(signal);
+    app.proc.kill(signal);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()))));
     const exited = await Promise.race([done, timedOut]);
     clearTimeout(timer);
     if (!exited) {
-      // The whole group inside the jail: its leader's host pid is the group id.
-      if (app.pid !== undefined) killGroup(app.pid);
-      app.proc.subprocess.kill('SIGKILL');
+      // The whole group inside the jail (the shim signals the group of its leader).
+      app.proc.kill('SIGKILL');
       await done;
     }
   }

@@ -95,6 +95,19 @@ export class JailCgroups {
     return new JailCgroups(made);
   }
 
+  /**
+   * The cgroups of a jail that runs already (a new emperor adopting it): `OWN/parent/NAME` in every
+   * hierarchy, which must all be there; nothing is created or moved.
+   */
+  static existing(name: string, parent: string, hierarchies: Hierarchy[] = detectHierarchies()): JailCgroups {
+    const found = hierarchies.map((h) => ({ ...h, dir: join(h.own, parent, name) }));
+    const missing = found.filter((h) => !existsSync(join(h.dir, 'cgroup.procs')));
+    if (missing.length > 0) {
+      throw new EmperorError('EMPEROR_ERR_JAIL_CGROUP', `cgroup for ${name}: expected the running jail's ${missing.map((m) => m.dir).join(', ')}, got none`, { hint: 'the jail is not where this emperor keeps jails (another --cgroup-parent?)' });
+    }
+    return new JailCgroups(found);
+  }
+
   /** Writes the limits; called at creation and again on a reload (live where the kernel allows it). */
   apply(limits: CgroupLimits): void {
     for (const h of this.#hierarchies) {

@@ -1,3 +1,4 @@
+import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { EmperorError } from '@emperor/errors';
@@ -14,7 +15,7 @@ export const helperPath = (): string => {
 };
 
 /** The helper's arguments as it reads them from --args-fd or --args-env: each one NUL-terminated. */
-const encodeArgs = (args: readonly string[]): Buffer => {
+export const encodeArgs = (args: readonly string[]): Buffer => {
   for (const a of args) {
     if (a.includes('\0')) throw new EmperorError('EMPEROR_ERR_JAIL_HELPER', `expected helper arguments without NUL bytes, got one in ${JSON.stringify(a.slice(0, 40))}`);
   }
@@ -51,3 +52,26 @@ export const helperArgsInEnv = (command: 'create' | 'exec', args: readonly strin
   }
   return { argv: [command, '--args-env'], env: { EMPEROR_JAIL_ARGS: bytes.toString('hex') } };
 };
+
+/** Resolves when a helper has exited and its status fd is fully read (spawn errors count as an exit). */
+export const processEnd = (child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
+  new Promise((resolve) => {
+    let result: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let statusClosed = child.stdio[3] === null || child.stdio[3] === undefined;
+    const finish = () => {
+      if (result !== undefined && statusClosed) resolve(result);
+    };
+    child.stdio[3]?.on('close', () => {
+      statusClosed = true;
+      finish();
+    });
+    child.on('error', () => {
+      result ??= { code: 125, signal: null };
+      statusClosed = true;
+      finish();
+    });
+    child.on('exit', (code, signal) => {
+      result = { code, signal };
+      finish();
+    });
+  });

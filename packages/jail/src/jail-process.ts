@@ -2,8 +2,9 @@ import type { Readable } from 'node:stream';
 import { EmperorError } from '@emperor/errors';
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Stream } from 'node:stream';
-import { helperArgsOnFd, helperPath, sendHelperArgs } from './helper.js';
-import { processEnd, type Jail, type JailExit } from './jail.js';
+import { helperArgsOnFd, helperPath, processEnd, sendHelperArgs } from './helper.js';
+import type { Jail, JailExit } from './jail.js';
+import { outputWord, type Output } from './shim-process.js';
 import { helperError, readStatus } from './status.js';
 
 /** One of node's stdio forms for a child's fd. */
@@ -32,26 +33,59 @@ const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
 
 const limitText = (n: number): string => (n === Infinity ? 'unlimited' : String(n));
 
-/**
- * The `emperor-jail exec` arguments after `exec` (and its status fd) that start `options.argv` in `jail` as
- * the vassal user: the one place that knows them (the pty router runs the same on a pty).
- */
-export const execArgs = (jail: Jail, options: ExecOptions): string[] => {
+/** How to start a process the jail's shim supervises ({@link Jail.start}). */
+export interface StartOptions {
+  argv: string[];
+  /** Working directory inside the jail. Default: the vassal's chdir, else its home, else /. */
+  cwd?: string | undefined;
+  /** The environment on top of PATH and HOME. Default: the env of the spec the jail was built with. */
+  env?: Record<string, string> | undefined;
+  /** Give the process the vassal's listening socket as fd 3 (LISTEN_FDS=1). */
+  socket?: boolean;
+  /** An sd_notify socket in the jail's /run and NOTIFY_SOCKET (ready = notify). */
+  notify?: boolean;
+  /** Resource limits, e.g. { nofile: [1024, 4096] } (Infinity: unlimited). Default: the spec's. */
+  rlimits?: Record<string, [number, number]>;
+  /** Where stdout and stderr go. Default: nowhere. */
+  output?: Output;
+}
+
+/** The options every process of a jail gets, whoever starts it: who, where, which environment and limits. */
+const userArgs = (jail: Jail, options: { cwd?: string | undefined; env?: Record<string, string> | undefined; rlimits?: Record<string, [number, number]> }): string[] => {
   const spec = jail.spec;
   const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: jail.home, ...(options.env ?? spec.env) };
   const rlimits = options.rlimits ?? spec.rlimits;
   return [
-    ...jail.enterArgs(),
+    '--ns', spec.unshare.join(','),
     '--uid', String(spec.uid), '--gid', String(spec.gid),
     '--cwd', options.cwd ?? spec.chdir ?? jail.home,
     ...Object.entries(env).flatMap(([k, v]) => ['--env', `${k}=${v}`]),
-    ...(options.socket ? jail.socketArgs() : []),
-    ...(options.pty ? ['--pty'] : []),
-    ...(options.notify === undefined ? [] : ['--notify', options.notify]),
     ...Object.entries(rlimits).flatMap(([k, [soft, hard]]) => ['--rlimit', `${k}=${limitText(soft)}:${limitText(hard)}`]),
-    '--', ...options.argv,
   ];
 };
+
+/**
+ * The `emperor-jail exec` arguments after `exec` (and its status fd) that start `options.argv` in `jail` as
+ * the vassal user: the one place that knows them (the pty router runs the same on a pty).
+ */
+export const execArgs = (jail: Jail, options: ExecOptions): string[] => [
+  ...jail.enterArgs(),
+  ...userArgs(jail, options),
+  ...(options.socket ? jail.socketArgs() : []),
+  ...(options.pty ? ['--pty'] : []),
+  ...(options.notify === undefined ? [] : ['--notify', options.notify]),
+  '--', ...options.argv,
+];
+
+/** The words of a shim's `start` request (native/src/shim.c) for process `id`. */
+export const startArgs = (jail: Jail, id: string, options: StartOptions): string[] => [
+  'start', id,
+  ...userArgs(jail, options),
+  ...(options.socket ? ['--socket'] : []),
+  ...(options.notify ? ['--notify', `.emperor-notify-${id}`] : []),
+  '--out', outputWord(options.output),
+  '--', ...options.argv,
+];
 
 /** A process that has started in a jail. */
 export interface Started {

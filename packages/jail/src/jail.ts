@@ -1,26 +1,35 @@
-import { existsSync } from 'node:fs';
-import { isAbsolute } from 'node:path';
+import { existsSync, mkdirSync, chmodSync } from 'node:fs';
+import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { VassalSpec } from '@emperor/config';
 import { EmperorError, isEmperorError } from '@emperor/errors';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import type { Hierarchy } from './cgroup-detect.js';
 import { JailCgroups, type CgroupUsage } from './cgroups.js';
-import { helperArgsOnFd, helperPath, sendHelperArgs } from './helper.js';
+import { helperArgsOnFd, helperPath, processEnd, sendHelperArgs } from './helper.js';
 import { mountArgs } from './layout.js';
-import { JailProcess, type ExecOptions } from './jail-process.js';
+import { JailProcess, startArgs, type ExecOptions, type StartOptions } from './jail-process.js';
+import { ShimClient } from './shim-client.js';
+import { ShimProcess } from './shim-process.js';
 import { helperError, readStatus, type StatusEvent } from './status.js';
 
 /** Where and how a jail is built, beyond its vassal spec. */
 export interface JailOptions {
   /** The vassal's run dir on the host (must exist): /run and /var/run in the jail. */
   runDir: string;
+  /**
+   * The root-only directory of the jails' control sockets (`NAME.sock`; made 0700 if missing). No jail
+   * sees it: it is not under any run dir.
+   */
+  controlDir: string;
   /** The vassal's home on the host, bound read-write at the same path. Default: from the spec. */
   home?: string | undefined;
   /** The directory under the emperor's own cgroup that holds the jails. Default `emperor`. */
   cgroupParent?: string;
   /** The listening socket the shim creates and holds (path relative to the run dir, owner, mode). */
   socket?: { path: string; uid: number; gid: number; mode: number } | undefined;
+  /** What the shim keeps for a later emperor (the emperor's spec hash and such); at most 2000 bytes. */
+  label?: string;
   /** For tests: the cgroup hierarchies to use. */
   hierarchies?: Hierarchy[];
 }
@@ -31,9 +40,29 @@ export interface JailExit {
   signal: number | null;
 }
 
+/** What the shim says of its jail (its `ready` at creation, its `state` to a later emperor). */
+interface ShimInfo {
+  shim: number;
+  shim_start: number;
+  init: number;
+  init_start: number;
+  socket_fd: number;
+  born_in_cgroup: boolean;
+  label: string;
+}
+
+/** A running jail a new emperor found, with the processes its shim supervises. */
+export interface AdoptedJail {
+  jail: Jail;
+  processes: ShimProcess[];
+}
+
 /**
- * A running jail: the shim (host side), its init (PID 1 inside), and the cgroups. Processes are started
- * in it with {@link Jail.exec}; {@link Jail.stop} ends every one of them and removes the cgroups.
+ * A running jail: the shim (host side, in the jail's cgroups, its supervisor), its init (PID 1 inside),
+ * and the cgroups. Supervised processes are started through the shim with {@link Jail.start}: they run on
+ * when the emperor goes, and a new emperor takes the jail over with {@link Jail.adopt}. {@link Jail.exec}
+ * starts a process through the exec helper instead (ptys, pipes to the emperor). {@link Jail.stop} ends
+ * every one of them and removes the cgroups.
  */
 export class Jail {
   readonly name: string;
@@ -45,27 +74,45 @@ export class Jail {
   /** The passwd home that does not exist on the host (login(1) falls back to `/` too), if so. */
   readonly missingHome: string | undefined;
   readonly initPid: number;
+  /** The shim's control socket. */
+  readonly controlPath: string;
+  /** What the jail was created with as its label. */
+  readonly label: string;
   /** Resolves once the shim has exited and the cgroups are removed. */
   readonly exited: Promise<JailExit>;
-  readonly #ready: Extract<StatusEvent, { event: 'ready' }>;
-  readonly #shim: ChildProcess;
+  readonly #info: ShimInfo;
+  readonly #client: ShimClient;
+  readonly #processes = new Map<string, ShimProcess>();
   readonly #stderr: () => string;
   #stopped = false;
   #cgroupError: string | undefined;
+  #seq = 0;
 
-  private constructor(spec: VassalSpec, cgroups: JailCgroups, shim: ChildProcess, ready: Extract<StatusEvent, { event: 'ready' }>, exited: Promise<JailExit>, stderr: () => string, home: string | undefined) {
+  private constructor(spec: VassalSpec, cgroups: JailCgroups, info: ShimInfo, client: ShimClient, home: string | undefined, stderr: () => string) {
     this.#stderr = stderr;
     this.home = home ?? '/';
     this.missingHome = home === undefined ? spec.home : undefined;
     this.name = spec.name;
     this.spec = spec;
     this.cgroups = cgroups;
-    this.#shim = shim;
-    this.#ready = ready;
-    this.shimPid = ready.shim;
-    this.initPid = ready.init;
-    this.exited = exited.then(async (e) => {
+    this.#info = info;
+    this.#client = client;
+    this.controlPath = client.path;
+    this.label = info.label;
+    this.shimPid = info.shim;
+    this.initPid = info.init;
+    let exit: JailExit = { code: null, signal: null };
+    const gone = new Promise<JailExit>((resolve) => {
+      client.on('event', (e) => {
+        const id = (e as { id?: string }).id;
+        if (id !== undefined) return void this.#processes.get(id)?.handle(e);
+        if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
+      });
+      client.on('close', () => resolve(exit));
+    });
+    this.exited = gone.then(async (e) => {
       this.#stopped = true;
+      for (const p of this.#processes.values()) p.lost();
       try {
         await this.cgroups.drainAndRemove();
       } catch (err) {
@@ -76,16 +123,18 @@ export class Jail {
     });
   }
 
-  /** Builds the jail of a vassal and waits until its init is ready. */
+  /** Builds the jail of a vassal and waits until its shim serves it. */
   static async create(spec: VassalSpec, options: JailOptions): Promise<Jail> {
     if (spec.uid === undefined || spec.gid === undefined || spec.uid === 0 || spec.gid === 0) {
       throw new EmperorError('EMPEROR_ERR_JAIL_USER', `jail ${spec.name}: expected an unprivileged uid and gid, got ${spec.uid ?? 'none'}:${spec.gid ?? 'none'}`, { hint: 'set uid in the vassal file' });
     }
+    if ((options.label ?? '').length > 2000) throw new EmperorError('EMPEROR_ERR_JAIL_SETUP', `jail ${spec.name}: expected a label of at most 2000 bytes, got ${options.label?.length}`);
     const helper = helperPath();
     // A user without a home directory (useradd -M, /nonexistent) gets `/`, as login(1) does.
     const wanted = options.home ?? spec.home;
     const home = wanted !== undefined && existsSync(wanted) ? wanted : undefined;
     const mounts = mountArgs(spec, { runDir: options.runDir, home });
+    const controlPath = controlPathOf(options.controlDir, spec.name);
     const cgroups = JailCgroups.create(spec.name, options.cgroupParent ?? 'emperor', options.hierarchies);
     try {
       cgroups.apply({ memoryBytes: spec.memoryLimitBytes, cpuPercent: spec.cpuLimitPercent, cpuWeight: spec.cpuWeight, pids: spec.pidsLimit, raw: spec.cgroupOpts });
@@ -95,31 +144,31 @@ export class Jail {
       }
       const args = [
         '--status-fd', '3', '--ns', spec.unshare.join(','), '--hostname', spec.hostname,
+        '--control', controlPath, '--label', options.label ?? '', '--run-dir', options.runDir,
         ...cgroups.dirs.flatMap((d) => ['--cgroup', d]),
         ...mounts,
         ...(s === undefined ? [] : ['--listen', options.runDir, s.path, String(s.uid), String(s.gid), s.mode.toString(8)]),
       ];
-      // node:child_process rather than execa here: a jail start spawns two helpers, and execa's stream
-      // set-up costs about 2 ms per spawn on this machine (docs/benchmarks.md). The arguments go on fd 4.
+      // node:child_process rather than execa here: execa's stream set-up costs about 2 ms per spawn on this
+      // machine (docs/benchmarks.md). The arguments go on fd 4.
       const shim = spawn(helper, helperArgsOnFd('create', 4), { stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'] });
       sendHelperArgs(shim.stdio[4] as NodeJS.WritableStream, args);
       const stderr = tail(shim.stderr);
       let error: EmperorError | undefined;
-      let exit: JailExit = { code: null, signal: null };
       let onReady: (e: Extract<StatusEvent, { event: 'ready' }>) => void = () => {};
       const ready = new Promise<Extract<StatusEvent, { event: 'ready' }>>((resolve) => (onReady = resolve));
       readStatus(shim.stdio[3] as Readable, (e) => {
         if (e.event === 'ready') onReady(e);
         else if (e.event === 'error') error ??= helperError(`jail ${spec.name}`, e);
-        else if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
       });
-      const done = processEnd(shim).then(() => exit);
-      const first = await Promise.race([ready, done.then(() => undefined)]);
+      const first = await Promise.race([ready, processEnd(shim).then(() => undefined)]);
       if (first === undefined) {
-        await done;
         throw error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${spec.name}: expected the helper to report ready, got an exit without a report${stderr() ? `: ${stderr()}` : ''}`);
       }
-      return new Jail(spec, cgroups, shim, first, done, stderr, home);
+      // The shim no longer needs us: it is reaped whenever it ends, and talks on its control socket.
+      shim.unref();
+      const client = await ShimClient.connect(controlPath);
+      return new Jail(spec, cgroups, { ...first, label: options.label ?? '' }, client, home, stderr);
     } catch (e) {
       // The failed init may still be leaving its cgroups: wait for them, so a retry finds nothing in the way.
       await cgroups.drainAndRemove().catch(() => undefined);
@@ -127,9 +176,58 @@ export class Jail {
     }
   }
 
+  /**
+   * Takes over the running jail of `spec.name` (its shim's control socket in `options.controlDir`): the
+   * shim says what it runs, and every process it supervises comes back as a {@link ShimProcess}. Undefined
+   * when no shim answers there (none, or a dead one's socket).
+   */
+  static async adopt(spec: VassalSpec, options: Omit<JailOptions, 'socket' | 'label'>): Promise<AdoptedJail | undefined> {
+    const controlPath = controlPathOf(options.controlDir, spec.name);
+    if (!existsSync(controlPath)) return undefined;
+    let client: ShimClient;
+    try {
+      client = await ShimClient.connect(controlPath);
+    } catch {
+      return undefined;
+    }
+    const procs: Array<Extract<StatusEvent, { event: 'proc' }>> = [];
+    const state = await new Promise<Extract<StatusEvent, { event: 'state' }> | undefined>((resolve) => {
+      let info: Extract<StatusEvent, { event: 'state' }> | undefined;
+      const on = (e: StatusEvent) => {
+        if (e.event === 'state') info = e;
+        else if (e.event === 'proc') procs.push(e);
+        else if (e.event === 'state-end') done(info);
+      };
+      const done = (v: Extract<StatusEvent, { event: 'state' }> | undefined) => {
+        client.off('event', on);
+        client.off('close', closed);
+        resolve(v);
+      };
+      const closed = () => done(undefined);
+      client.on('event', on);
+      client.on('close', closed);
+      client.send(['state']);
+    });
+    if (state === undefined) {
+      client.close();
+      return undefined;
+    }
+    const wanted = options.home ?? spec.home;
+    const home = wanted !== undefined && existsSync(wanted) ? wanted : undefined;
+    const cgroups = JailCgroups.existing(spec.name, options.cgroupParent ?? 'emperor', options.hierarchies);
+    const jail = new Jail(spec, cgroups, state, client, home, () => '');
+    const processes = procs.map((p) => {
+      const sp = jail.#track(p.id);
+      sp.handle(p);
+      return sp;
+    });
+    jail.#seq = Math.max(0, ...procs.map((p) => Number(/-(\d+)$/.exec(p.id)?.[1] ?? 0)));
+    return { jail, processes };
+  }
+
   /** True when the init was born in the jail's cgroup (cgroup v2, clone3 CLONE_INTO_CGROUP), not moved there. */
   get bornInCgroup(): boolean {
-    return this.#ready.born_in_cgroup;
+    return this.#info.born_in_cgroup;
   }
 
   /** The last lines the shim wrote to stderr (for the emperor's log; empty when all is well). */
@@ -144,21 +242,45 @@ export class Jail {
 
   /** The arguments `emperor-jail exec` needs to enter this jail. */
   enterArgs(): string[] {
-    const r = this.#ready;
+    const r = this.#info;
     return ['--init', String(r.init), String(r.init_start), '--ns', this.spec.unshare.join(','), ...this.cgroups.dirs.flatMap((d) => ['--cgroup', d])];
   }
 
   /** The arguments that hand the listening socket held by the shim to a process as fd 3. */
   socketArgs(): string[] {
-    const r = this.#ready;
+    const r = this.#info;
     if (r.socket_fd < 0) throw new EmperorError('EMPEROR_ERR_JAIL_SETUP', `jail ${this.name}: expected a listening socket, got none`, { hint: 'set socket in the vassal file' });
     return ['--socket-from', String(r.shim), String(r.shim_start), String(r.socket_fd)];
   }
 
-  /** Starts a process inside the jail as the vassal user. */
+  #track(id: string): ShimProcess {
+    const p = new ShimProcess(this.#client, id, `jail ${this.name}: ${id}`);
+    this.#processes.set(id, p);
+    void p.exited.then(() => this.#processes.delete(id));
+    return p;
+  }
+
+  /**
+   * Starts a process the shim supervises (the app, a daemon, a cron job): as the vassal user, in every
+   * namespace and cgroup of the jail, its output to a log file the shim writes (or to the emperor).
+   * `name` prefixes its id in the shim (`app`, `daemon-0`, ...).
+   */
+  start(name: string, options: StartOptions): ShimProcess {
+    this.#assertRunning();
+    const id = `${name}-${++this.#seq}`;
+    const p = this.#track(id);
+    if (!this.#client.send(startArgs(this, id, options))) p.lost();
+    return p;
+  }
+
+  /** Starts a process in the jail through the exec helper (a pty, pipes to the emperor) as the vassal user. */
   exec(options: ExecOptions): JailProcess {
-    if (!this.running) throw new EmperorError('EMPEROR_ERR_JAIL_STOPPED', `jail ${this.name}: expected a running jail, got a stopped one`, { hint: 'start the vassal again' });
+    this.#assertRunning();
     return JailProcess.start(this, options);
+  }
+
+  #assertRunning(): void {
+    if (!this.running) throw new EmperorError('EMPEROR_ERR_JAIL_STOPPED', `jail ${this.name}: expected a running jail, got a stopped one`, { hint: 'start the vassal again' });
   }
 
   /** Memory, cpu, pids and OOM kills of the whole jail. */
@@ -166,9 +288,16 @@ export class Jail {
     return this.cgroups.usage();
   }
 
+  /** Lets the jail run on without us (the emperor hands it over to the next one): closes the connection. */
+  detach(): void {
+    this.#client.removeAllListeners('close');
+    this.#client.close();
+  }
+
   /**
-   * Ends the jail at once (shutdown past its deadline): cgroup.kill on v2, SIGKILL to its init (which takes
-   * every process of its pid namespace with it) and to the shim. {@link exited} resolves as for a stop.
+   * Ends the jail at once (shutdown past its deadline): cgroup.kill on v2 (the shim is in the cgroup too),
+   * SIGKILL to its init (which takes every process of its pid namespace with it) and to the shim.
+   * {@link exited} resolves as for a stop.
    */
   kill(): void {
     if (!this.running) return;
@@ -182,35 +311,19 @@ export class Jail {
     }
   }
 
-  /** Stops the jail: kills its init (and so every process in it), waits, removes the cgroups. */
+  /** Stops the jail: its shim kills the init (and so every process in it); then the cgroups go. */
   async stop(): Promise<JailExit> {
-    if (this.running) this.#shim.kill('SIGTERM');
+    if (this.running && !this.#client.send(['stop'])) this.kill();
     return this.exited;
   }
 }
 
-/** Resolves when a helper has exited and its status fd is fully read (spawn errors count as an exit). */
-export const processEnd = (child: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> =>
-  new Promise((resolve) => {
-    let result: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    let statusClosed = child.stdio[3] === null || child.stdio[3] === undefined;
-    const finish = () => {
-      if (result !== undefined && statusClosed) resolve(result);
-    };
-    child.stdio[3]?.on('close', () => {
-      statusClosed = true;
-      finish();
-    });
-    child.on('error', () => {
-      result ??= { code: 125, signal: null };
-      statusClosed = true;
-      finish();
-    });
-    child.on('exit', (code, signal) => {
-      result = { code, signal };
-      finish();
-    });
-  });
+/** The control socket of a jail named `name`. */
+export const controlPathOf = (dir: string, name: string): string => {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  return join(dir, `${name}.sock`);
+};
 
 /** Keeps the last few KB of a stream, for error messages. */
 const tail = (stream: Readable | null): (() => string) => {

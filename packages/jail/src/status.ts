@@ -7,13 +7,17 @@ import { EmperorError } from '@emperor/errors';
  * (native/src/status.h writes it).
  */
 export type StatusEvent =
-  | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number; born_in_cgroup: boolean }
-  | { event: 'spawn'; pid: number; jail_pid: number; born_in_cgroup: boolean }
-  | { event: 'notify'; pid: number; ready: boolean }
-  | { event: 'exit'; pid?: number; code: number | null; signal: number | null }
-  | { event: 'error'; step: string; errno: number; error: string; message: string };
+  | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number; born_in_cgroup: boolean; control?: boolean }
+  | { event: 'spawn'; id?: string; pid: number; jail_pid: number; start?: number; born_in_cgroup: boolean }
+  | { event: 'notify'; id?: string; pid: number; ready: boolean }
+  | { event: 'exit'; id?: string; pid?: number; code: number | null; signal: number | null }
+  | { event: 'error'; id?: string; step?: string; errno: number; error: string; message: string }
+  | { event: 'output'; id: string; fd: 1 | 2; data: string }
+  | { event: 'state'; label: string; shim: number; shim_start: number; init: number; init_start: number; socket_fd: number; born_in_cgroup: boolean }
+  | { event: 'proc'; id: string; pid: number; jail_pid: number; start: number; ready: boolean; exited: boolean; code: number; signal: number }
+  | { event: 'state-end' };
 
-const EVENTS = new Set(['ready', 'spawn', 'notify', 'exit', 'error']);
+const EVENTS = new Set(['ready', 'spawn', 'notify', 'exit', 'error', 'output', 'state', 'proc', 'state-end']);
 
 /** Parses one status line; a line that is not an event is reported, never thrown at the caller. */
 export const parseStatusLine = (line: string): StatusEvent | undefined => {
@@ -28,6 +32,7 @@ export const parseStatusLine = (line: string): StatusEvent | undefined => {
 /** Calls `onEvent` for every event read from the stream, in order. */
 export const readStatus = (stream: Readable, onEvent: (e: StatusEvent) => void): void => {
   const rl = createInterface({ input: stream, crlfDelay: Infinity });
+  rl.on('error', () => {}); // a broken stream ends like a closed one: its owner sees the close
   rl.on('line', (line) => {
     const e = parseStatusLine(line);
     if (e !== undefined) onEvent(e);
@@ -37,7 +42,7 @@ export const readStatus = (stream: Readable, onEvent: (e: StatusEvent) => void):
 /** The error a helper's error event stands for: the step, the errno name and the message. */
 export const helperError = (who: string, e: Extract<StatusEvent, { event: 'error' }>): EmperorError => {
   const errno = e.error === '' ? '' : ` (${e.error})`;
-  return new EmperorError('EMPEROR_ERR_JAIL_SETUP', `${who}: ${e.step}: ${e.message}${errno}`, { hint: hintFor(e) });
+  return new EmperorError('EMPEROR_ERR_JAIL_SETUP', `${who}: ${e.step === undefined ? '' : `${e.step}: `}${e.message}${errno}`, { hint: hintFor(e) });
 };
 
 const hintFor = (e: Extract<StatusEvent, { event: 'error' }>): string | undefined => {

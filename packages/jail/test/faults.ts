@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { detectHierarchies, Jail } from '../src/index.js';
-import { cleanupCgroups, CGROUP_PARENT, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
+import { cleanupCgroups, CGROUP_PARENT, CONTROL_DIR, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
 
 const alive = (pid: number): boolean => {
   try {
@@ -48,35 +48,42 @@ if (requireJails(t)) {
     t.same(await jail.exited, { code: null, signal: 9 }, 'the shim reports how the init ended');
   });
 
-  t.test('SIGKILL of the emperor-side parent ends every process of the jail', async (t) => {
+  t.test('SIGKILL of the emperor leaves the jail and its supervised processes running; a new emperor adopts them through the shim', async (t) => {
     const spec = specOf('fault-parent');
     const runDir = runDirFor(t, spec);
-    // A separate node process plays the emperor: it builds the jail, starts a sleeper, prints the pids.
+    // A separate node process plays the emperor: it builds the jail, starts a supervised sleeper, prints the pids.
     const script = `
       const { parseVassalText } = await import(${JSON.stringify(new URL('../../config/dist/index.js', import.meta.url).href)});
       const { Jail } = await import(${JSON.stringify(new URL('../dist/index.js', import.meta.url).href)});
       const spec = parseVassalText('[uwsgi]\\nuid = demo-alice\\ncommand = true\\n', 'fault-parent.ini').spec;
-      const jail = await Jail.create(spec, { runDir: ${JSON.stringify(runDir)}, cgroupParent: ${JSON.stringify(CGROUP_PARENT)} });
-      const p = jail.exec({ argv: ['sleep', '300'] });
+      const jail = await Jail.create(spec, { runDir: ${JSON.stringify(runDir)}, cgroupParent: ${JSON.stringify(CGROUP_PARENT)}, controlDir: ${JSON.stringify(CONTROL_DIR)}, label: 'built by the first emperor' });
+      const p = jail.start('app', { argv: ['sleep', '300'] });
       const { pid } = await p.started;
-      console.log(JSON.stringify({ shim: jail.shimPid, init: jail.initPid, sleeper: pid, dirs: jail.cgroups.dirs }));
+      console.log(JSON.stringify({ shim: jail.shimPid, init: jail.initPid, sleeper: pid, id: p.id }));
       setInterval(() => {}, 1000);`;
     const emperor = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
     const line = await new Promise<string>((resolve) => emperor.stdout.once('data', (d: Buffer) => resolve(d.toString())));
-    const pids = JSON.parse(line) as { shim: number; init: number; sleeper: number; dirs: string[] };
-    t.ok(alive(pids.sleeper), 'the jail runs');
+    const pids = JSON.parse(line) as { shim: number; init: number; sleeper: number; id: string };
     emperor.kill('SIGKILL');
-    t.ok(await allGone([pids.shim, pids.init, pids.sleeper]), 'the shim (PDEATHSIG), the init and the sleeper are gone');
-    // Nobody is left to remove the cgroups of a killed emperor; the next one would. Here the test does.
-    for (const d of pids.dirs) {
-      for (let i = 0; i < 100 && existsSync(d); i++) {
-        try {
-          rmSync(d, { recursive: false });
-        } catch {
-          execFileSync('rmdir', [d], { stdio: 'ignore' });
-        }
-      }
-    }
+    await new Promise((r) => emperor.once('exit', r));
+    await new Promise((r) => setTimeout(r, 300));
+    t.ok([pids.shim, pids.init, pids.sleeper].every(alive), 'the shim, the init and the sleeper run on without the emperor');
+    const adopted = await Jail.adopt(spec, { runDir, cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR });
+    t.ok(adopted, 'the shim answers a new emperor');
+    if (adopted === undefined) return;
+    const { jail, processes } = adopted;
+    t.teardown(() => jail.stop());
+    t.same([jail.shimPid, jail.initPid, jail.label], [pids.shim, pids.init, 'built by the first emperor'], 'the same jail, with its label');
+    t.same(processes.map((p) => [p.id, p.pid, p.running]), [[pids.id, pids.sleeper, true]], 'and the same sleeper, still running');
+    const sleeper = processes[0];
+    sleeper?.kill('SIGTERM');
+    t.same(await sleeper?.exited, { code: null, signal: 15, error: undefined }, 'whose exit the new emperor learns');
+    const next = jail.start('app', { argv: ['true'] });
+    t.not(next.id, pids.id, 'ids go on from the ones the shim knew');
+    t.same(await next.exited, { code: 0, signal: null, error: undefined }, 'and it starts new ones');
+    await jail.stop();
+    t.ok(await allGone([pids.shim, pids.init]), 'a stop through the shim ends the jail');
+    t.notOk(jail.cgroups.dirs.some((d) => existsSync(d)), 'and its cgroups are removed');
   });
 
   t.test('exec into a stopped jail fails with a clear, coded error', async (t) => {
@@ -104,7 +111,7 @@ if (requireJails(t)) {
 
   t.test('a missing rootfs, or one whose /dev or /proc is a symlink, gives a coded error naming what to fix', async (t) => {
     const missing = specOf('fault-rootfs', 'rootfs = /nonexistent/distro');
-    await t.rejects(Jail.create(missing, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), {
+    await t.rejects(Jail.create(missing, { runDir: '/tmp', cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }), {
       code: 'EMPEROR_ERR_JAIL_ROOTFS',
       message: 'rootfs /nonexistent/distro: expected a distro tree, got no such directory',
     });
@@ -113,14 +120,14 @@ if (requireJails(t)) {
     for (const d of ['usr', 'etc', 'proc']) mkdirSync(join(distro, d));
     symlinkSync('/dev', join(distro, 'dev'));
     const evil = specOf('fault-devlink', `rootfs = ${distro}`);
-    await t.rejects(Jail.create(evil, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), {
+    await t.rejects(Jail.create(evil, { runDir: '/tmp', cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }), {
       code: 'EMPEROR_ERR_JAIL_ROOTFS',
       message: `rootfs ${distro}: expected /dev to be a plain directory, got a symlink to /dev`,
     });
     rmSync(join(distro, 'dev'));
     rmSync(join(distro, 'proc'), { recursive: true });
     symlinkSync('/proc', join(distro, 'proc'));
-    await t.rejects(Jail.create(evil, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), { code: 'EMPEROR_ERR_JAIL_ROOTFS', message: /expected \/proc to be a plain directory/ });
+    await t.rejects(Jail.create(evil, { runDir: '/tmp', cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }), { code: 'EMPEROR_ERR_JAIL_ROOTFS', message: /expected \/proc to be a plain directory/ });
   });
 
   t.test('a distro rootfs is mounted read-only as the jail\'s root', async (t) => {
@@ -145,12 +152,12 @@ if (requireJails(t)) {
 
   t.test('a jail needs an unprivileged user', async (t) => {
     const spec = { ...specOf('fault-user'), uid: undefined };
-    await t.rejects(Jail.create(spec, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), {
+    await t.rejects(Jail.create(spec, { runDir: '/tmp', cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }), {
       code: 'EMPEROR_ERR_JAIL_USER',
       message: 'jail fault-user: expected an unprivileged uid and gid, got none:995'.replace('995', String(spec.gid)),
     });
     const root = { ...specOf('fault-root'), uid: 0 };
-    await t.rejects(Jail.create(root, { runDir: '/tmp', cgroupParent: CGROUP_PARENT }), { code: 'EMPEROR_ERR_JAIL_USER' });
+    await t.rejects(Jail.create(root, { runDir: '/tmp', cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }), { code: 'EMPEROR_ERR_JAIL_USER' });
   });
 
   t.test('a missing cgroup controller gives a coded error naming it', async (t) => {
@@ -179,7 +186,7 @@ if (requireJails(t)) {
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     symlinkSync('/etc', join(dir, 'data'));
     const spec = specOf('fault-bindlink', `bind = ${join(dir, 'data')}:/data`);
-    await t.rejects(Jail.create(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT }), {
+    await t.rejects(Jail.create(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }), {
       code: 'EMPEROR_ERR_JAIL_SETUP',
       message: `jail fault-bindlink: bind: bind source ${join(dir, 'data')} is a symlink; bind its target instead (ELOOP)`,
     });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { helperPath, Jail, mountArgs } from '../src/index.js';
-import { CGROUP_PARENT, cleanupCgroups, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
+import { CGROUP_PARENT, CONTROL_DIR, cleanupCgroups, makeJail, requireJails, runDirFor, sh, specOf } from './fixtures/jail.js';
 
 if (!requireJails(t)) process.exit(0);
 cleanupCgroups(t);
@@ -162,7 +162,7 @@ t.test('a race: the customer swaps a directory of a bind source for a symlink in
   const spec = specOf('hp-race', `bind-ro = ${srv}/a/b:/data`);
   const seen = { mine: 0, refused: 0, missing: 0, host: 0 };
   for (let i = 0; i < 40; i++) {
-    const jail = await Jail.create(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT }).catch((e: Error) => e);
+    const jail = await Jail.create(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }).catch((e: Error) => e);
     if (jail instanceof Error) {
       if (/symlink/.test(jail.message)) seen.refused++;
       else if (/ENOENT|No such file/.test(jail.message)) seen.missing++;

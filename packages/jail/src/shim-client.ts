@@ -1,0 +1,65 @@
+import { EventEmitter } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { EmperorError } from '@emperor/errors';
+import { encodeArgs } from './helper.js';
+import { readStatus, type StatusEvent } from './status.js';
+
+/** At most this many bytes of one request (the shim refuses more, native/src/shim.c). */
+const MAX_REQUEST = 1 << 20;
+
+/**
+ * The emperor's end of a jail shim's control socket (native/src/shim.c): requests are a u32 length and
+ * NUL-terminated words, events are the status protocol's JSON lines. One module knows that protocol; this
+ * is its client. `close` is emitted once the shim is gone (or the socket broke: the same, for the emperor).
+ */
+export class ShimClient extends EventEmitter<{ event: [StatusEvent]; close: [] }> {
+  readonly path: string;
+  readonly #socket: Socket;
+  #closed = false;
+
+  private constructor(path: string, socket: Socket) {
+    super();
+    this.path = path;
+    this.#socket = socket;
+    readStatus(socket, (e) => this.emit('event', e));
+    socket.on('error', () => {}); // ECONNRESET and the like end in 'close'
+    socket.on('close', () => {
+      this.#closed = true;
+      this.emit('close');
+    });
+  }
+
+  /** Connects to the shim at `path`; rejects with a coded error when nothing answers there. */
+  static connect(path: string): Promise<ShimClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connect(path);
+      const fail = (e: Error) => reject(new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail shim ${path}: expected it to answer, got ${(e as NodeJS.ErrnoException).code ?? e.message}`, { hint: 'the jail is gone (its shim was killed)', cause: e }));
+      socket.once('error', fail);
+      socket.once('connect', () => {
+        socket.off('error', fail);
+        resolve(new ShimClient(path, socket));
+      });
+    });
+  }
+
+  /** True until the connection is gone. */
+  get open(): boolean {
+    return !this.#closed;
+  }
+
+  /** Sends one request (its words); false when the shim is gone. */
+  send(words: readonly string[]): boolean {
+    if (this.#closed) return false;
+    const body = encodeArgs(words);
+    if (body.length > MAX_REQUEST) throw new EmperorError('EMPEROR_ERR_JAIL_HELPER', `expected a shim request of at most ${MAX_REQUEST} bytes, got ${body.length}`, { hint: 'the vassal\'s env or command is too large' });
+    const head = Buffer.alloc(4);
+    head.writeUInt32LE(body.length);
+    this.#socket.write(Buffer.concat([head, body]));
+    return true;
+  }
+
+  /** Closes the connection (the shim and its jail run on). */
+  close(): void {
+    this.#socket.destroy();
+  }
+}
