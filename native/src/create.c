@@ -160,9 +160,17 @@ void cmd_create(const struct create_spec *spec)
 	close(sv[0]);
 	bool ready = n == 1 && ok == 'k';
 	if (ready && spec->control_path) {
-		/* The shim's own OOM score is the init's: an OOM kill of the jail's group spares both. */
-		int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+		/*
+		 * The shim's own OOM score is the init's: an OOM kill of the jail's group spares both. What it forks
+		 * gets back the score the shim was given (fork inherits -1000, and a jail whose every process is
+		 * unkillable would hang at its memory limit instead of losing the process that filled it).
+		 */
+		char child_adj[12] = "0";
+		int adj = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
 		if (adj >= 0) {
+			ssize_t len = read(adj, child_adj, sizeof child_adj - 1);
+			child_adj[len > 0 ? len : 0] = 0;
+			child_adj[strcspn(child_adj, "\n")] = 0;
 			(void)!write(adj, "-1000", 5); /* EACCES without CAP_SYS_RESOURCE: then as killable as the rest */
 			close(adj);
 		}
@@ -175,6 +183,7 @@ void cmd_create(const struct create_spec *spec)
 		struct shim_jail jail = { .init = init, .init_start = proc_start_time(init), .init_pidfd = pidfd,
 					  .listen_fd = listen_fd, .place = place, .cgroups = &cgroups,
 					  .born_in_cgroup = cgroups.born };
+		snprintf(jail.child_oom_adj, sizeof jail.child_oom_adj, "%s", child_adj[0] ? child_adj : "0");
 		shim_serve(spec, &jail);
 	}
 	if (ready) {

@@ -70,7 +70,18 @@ struct proc {
 	bool ready, exited;
 	int code, sig;
 	struct sink sink;
+	/* What of its output went to the emperor this second, and what was dropped (a bound per process). */
+	time_t out_window;
+	size_t out_sent;
+	unsigned long long out_dropped;
 };
+
+/*
+ * Output events for the emperor are few by design (the touch-reload watcher's lines). A process that
+ * writes more (a customer writing into the watcher's pipe through /proc) is cut at this rate, and never
+ * takes more than a quarter of the event buffer: neither can make the emperor busy or its connection drop.
+ */
+#define OUT_PER_SECOND 16384
 
 static struct proc procs[MAX_PROCS];
 static int control = -1, client = -1, run_dir_fd = -1;
@@ -217,6 +228,16 @@ static void sink_write(struct proc *p, int which, const char *data, size_t len)
 		if (s->fd >= 0 && write_all(s->fd, data, len))
 			s->size += (long long)len;
 	} else if (s->kind == SINK_EMPEROR && client >= 0) {
+		time_t now = time(NULL);
+		if (now != p->out_window) {
+			p->out_window = now;
+			p->out_sent = 0;
+		}
+		if (p->out_sent + len > OUT_PER_SECOND || outlen + 4 * len > MAX_OUT / 4) {
+			p->out_dropped += len;
+			return;
+		}
+		p->out_sent += len;
 		char enc[4 * (CHUNK / 3 + 2) / 4 * 4 + 8];
 		size_t o = 0;
 		for (size_t i = 0; i < len; i += 3) {
@@ -370,6 +391,11 @@ static void start_process(int argc, char **argv)
 		if (null < 0 || dup2(null, 0) < 0 || dup2(pipes[0][1], 1) < 0 || dup2(pipes[1][1], 2) < 0)
 			_exit(EXIT_SETUP);
 		status_set_fd(pipes[3][1]); /* what goes wrong from here on is reported, with its step and errno */
+		set_step("reset the OOM score");
+		int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+		if (adj < 0 || write(adj, jail->child_oom_adj, strlen(jail->child_oom_adj)) < 0)
+			die_errno("write /proc/self/oom_score_adj");
+		close(adj);
 		set_step("setns");
 		if (setns(jail->init_pidfd, spec.ns_flags & ~CLONE_NEWPID) < 0)
 			die_errno("setns into the jail");
@@ -602,6 +628,14 @@ static void accept_client(void)
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != 0) {
 		close(fd);
 		return;
+	}
+	if (client >= 0) {
+		/*
+		 * Told to the older emperor, so it does not connect back (two would take the shim from each other);
+		 * after a newline, so a line it was half sent is one it drops.
+		 */
+		static const char note[] = "\n{\"event\":\"replaced\"}\n";
+		(void)!send(client, note, sizeof note - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
 	drop_client();
 	client = fd;

@@ -15,6 +15,7 @@ struct shim_jail {
 	struct listen_place place;    /* where it is, to remove it at the end */
 	struct cgroup_set *cgroups;   /* the jail's cgroups (the shim is in them) */
 	bool born_in_cgroup;
+	char child_oom_adj[12];       /* the OOM score the shim was given, for what it forks (it keeps -1000) */
 };
 
 /*

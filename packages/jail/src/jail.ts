@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { VassalSpec } from '@emperor/config';
@@ -81,7 +81,16 @@ export class Jail {
   /** Resolves once the shim has exited and the cgroups are removed. */
   readonly exited: Promise<JailExit>;
   readonly #info: ShimInfo;
-  readonly #client: ShimClient;
+  #client!: ShimClient;
+  #onGone: (e: JailExit) => void = () => {};
+  #exit: JailExit | undefined;
+  #detached = false;
+  /** Another connection to the shim (a Jail.adopt elsewhere) took the jail over: this one has let go of it. */
+  replaced = false;
+  /** Times the connection to the shim broke while the shim lived on, and was made again. */
+  reconnects = 0;
+  /** Requests made while the connection is being made again (undefined when connected). */
+  #pending: string[][] | undefined;
   readonly #processes = new Map<string, ShimProcess>();
   readonly #stderr: () => string;
   #stopped = false;
@@ -96,23 +105,16 @@ export class Jail {
     this.spec = spec;
     this.cgroups = cgroups;
     this.#info = info;
-    this.#client = client;
     this.controlPath = client.path;
     this.label = info.label;
     this.shimPid = info.shim;
     this.initPid = info.init;
-    let exit: JailExit = { code: null, signal: null };
-    const gone = new Promise<JailExit>((resolve) => {
-      client.on('event', (e) => {
-        const id = (e as { id?: string }).id;
-        if (id !== undefined) return void this.#processes.get(id)?.handle(e);
-        if (e.event === 'exit') exit = { code: e.code, signal: e.signal };
-      });
-      client.on('close', () => resolve(exit));
-    });
+    const gone = new Promise<JailExit>((resolve) => (this.#onGone = resolve));
+    this.#attach(client);
     this.exited = gone.then(async (e) => {
       this.#stopped = true;
       for (const p of this.#processes.values()) p.lost();
+      if (this.replaced) return e; // the jail runs on, another emperor's now: nothing of it is ours to remove
       try {
         await this.cgroups.drainAndRemove();
       } catch (err) {
@@ -121,6 +123,75 @@ export class Jail {
       }
       return e;
     });
+  }
+
+  /**
+   * Listens to the shim on `client`. A connection can break while the shim lives on (the shim drops an
+   * emperor that falls behind): then it connects again and asks for the state, which brings every exit
+   * it missed. Only a shim that is gone ends the jail.
+   */
+  #attach(client: ShimClient): void {
+    this.#client = client;
+    client.on('event', (e) => {
+      const id = (e as { id?: string }).id;
+      if (id !== undefined) {
+        const p = this.#processes.get(id);
+        if (p !== undefined) p.handle(e);
+        else if (e.event === 'proc' && e.exited) this.#send(['forget', id]); // its exit was dealt with already
+        return;
+      }
+      if (e.event === 'exit') this.#exit = { code: e.code, signal: e.signal };
+      if (e.event === 'replaced') this.replaced = true;
+    });
+    client.on('close', () => {
+      if (this.#client !== client) return;
+      // Another emperor took the shim over (one the run dir's lock did not stop): never take it back.
+      if (this.#exit === undefined && !this.#detached && !this.replaced && shimAlive(this.#info)) {
+        this.#pending = [];
+        void this.#reconnect();
+        return;
+      }
+      this.#onGone(this.#exit ?? { code: null, signal: null });
+    });
+  }
+
+  async #reconnect(): Promise<void> {
+    for (let attempt = 0; attempt < 50; attempt++) {
+      await new Promise((r) => setTimeout(r, attempt === 0 ? 10 : 100));
+      if (!shimAlive(this.#info)) break;
+      try {
+        const client = await ShimClient.connect(this.controlPath);
+        this.reconnects++;
+        const pending = this.#pending ?? [];
+        this.#pending = undefined;
+        this.#attach(client);
+        // Every process's state: the exits missed while disconnected end their ShimProcess now. Then what
+        // was asked meanwhile, in order.
+        client.send(['state']);
+        for (const words of pending) client.send(words);
+        return;
+      } catch {
+        // the shim is busy or going: try again, or find it gone
+      }
+    }
+    this.#pending = undefined;
+    this.#onGone(this.#exit ?? { code: null, signal: null });
+  }
+
+  /**
+   * Asks the shim for every process's state again: exits this side has not seen end their ShimProcess. (What
+   * a reconnection does; also for an emperor that was paused long enough to doubt what it knows.)
+   */
+  resync(): void {
+    this.#send(['state']);
+  }
+
+  /** To the shim; while reconnecting, kept (bounded) for the new connection. */
+  #send(words: string[]): boolean {
+    if (this.#pending === undefined) return this.#client.send(words);
+    if (this.#pending.length >= MAX_PENDING) return false;
+    this.#pending.push(words);
+    return true;
   }
 
   /** Builds the jail of a vassal and waits until its shim serves it. */
@@ -254,7 +325,7 @@ export class Jail {
   }
 
   #track(id: string): ShimProcess {
-    const p = new ShimProcess(this.#client, id, `jail ${this.name}: ${id}`);
+    const p = new ShimProcess((words) => this.#send(words), id, `jail ${this.name}: ${id}`);
     this.#processes.set(id, p);
     void p.exited.then(() => this.#processes.delete(id));
     return p;
@@ -269,7 +340,7 @@ export class Jail {
     this.#assertRunning();
     const id = `${name}-${++this.#seq}`;
     const p = this.#track(id);
-    if (!this.#client.send(startArgs(this, id, options))) p.lost();
+    if (!this.#send(startArgs(this, id, options))) p.lost();
     return p;
   }
 
@@ -290,7 +361,8 @@ export class Jail {
 
   /** Lets the jail run on without us (the emperor hands it over to the next one): closes the connection. */
   detach(): void {
-    this.#client.removeAllListeners('close');
+    this.#detached = true;
+    this.#client.removeAllListeners();
     this.#client.close();
   }
 
@@ -313,10 +385,23 @@ export class Jail {
 
   /** Stops the jail: its shim kills the init (and so every process in it); then the cgroups go. */
   async stop(): Promise<JailExit> {
-    if (this.running && !this.#client.send(['stop'])) this.kill();
+    if (this.running && !this.#send(['stop'])) this.kill();
     return this.exited;
   }
 }
+
+/** Requests kept while reconnecting to a shim: more means something is wrong with the emperor itself. */
+const MAX_PENDING = 1000;
+
+/** The shim is still the process it was (same pid, same start time: not a reused pid). */
+const shimAlive = (info: ShimInfo): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${info.shim}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]) === info.shim_start;
+  } catch {
+    return false;
+  }
+};
 
 /** The control socket of a jail named `name`. */
 export const controlPathOf = (dir: string, name: string): string => {

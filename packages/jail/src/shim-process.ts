@@ -3,7 +3,6 @@ import { constants } from 'node:os';
 import { EmperorError } from '@emperor/errors';
 import type { JailExit } from './jail.js';
 import type { Started } from './jail-process.js';
-import type { ShimClient } from './shim-client.js';
 import { helperError, type StatusEvent } from './status.js';
 
 /** Where a supervised process's stdout and stderr go. */
@@ -39,7 +38,7 @@ export class ShimProcess extends EventEmitter<{ output: [fd: 1 | 2, data: Buffer
   readonly exited: Promise<JailExit & { error: EmperorError | undefined }>;
   /** Host pid, once it runs. */
   pid: number | undefined;
-  readonly #client: ShimClient;
+  readonly #send: (words: string[]) => boolean;
   readonly #who: string;
   #onStart: (s: Started) => void = () => {};
   #onFail: (e: Error) => void = () => {};
@@ -48,9 +47,10 @@ export class ShimProcess extends EventEmitter<{ output: [fd: 1 | 2, data: Buffer
   #error: EmperorError | undefined;
   #done = false;
 
-  constructor(client: ShimClient, id: string, who: string) {
+  /** `send` reaches the jail's shim (whatever connection the jail has to it now). */
+  constructor(send: (words: string[]) => boolean, id: string, who: string) {
     super();
-    this.#client = client;
+    this.#send = send;
     this.id = id;
     this.#who = who;
     this.started = new Promise<Started>((resolve, reject) => {
@@ -91,7 +91,7 @@ export class ShimProcess extends EventEmitter<{ output: [fd: 1 | 2, data: Buffer
     this.#onFail(this.#error ?? new EmperorError('EMPEROR_ERR_JAIL_HELPER', `${this.#who}: expected it to start, got exit ${exit.code ?? exit.signal}`));
     this.#onExit({ ...exit, error: this.#error });
     // The shim keeps an exited process until told: once its exit is ours, it may go.
-    this.#client.send(['forget', this.id]);
+    this.#send(['forget', this.id]);
   }
 
   /** The shim went away (its jail is gone): the process went with it. */
@@ -106,6 +106,6 @@ export class ShimProcess extends EventEmitter<{ output: [fd: 1 | 2, data: Buffer
 
   /** A signal to its whole process group (through the shim, never to a pid already reaped). */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
-    if (!this.#done) this.#client.send(['signal', this.id, String(signalNumber(signal))]);
+    if (!this.#done) this.#send(['signal', this.id, String(signalNumber(signal))]);
   }
 }

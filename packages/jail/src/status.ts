@@ -15,9 +15,10 @@ export type StatusEvent =
   | { event: 'output'; id: string; fd: 1 | 2; data: string }
   | { event: 'state'; label: string; shim: number; shim_start: number; init: number; init_start: number; socket_fd: number; born_in_cgroup: boolean }
   | { event: 'proc'; id: string; pid: number; jail_pid: number; start: number; ready: boolean; exited: boolean; code: number; signal: number }
-  | { event: 'state-end' };
+  | { event: 'state-end' }
+  | { event: 'replaced' };
 
-const EVENTS = new Set(['ready', 'spawn', 'notify', 'exit', 'error', 'output', 'state', 'proc', 'state-end']);
+const EVENTS = new Set(['ready', 'spawn', 'notify', 'exit', 'error', 'output', 'state', 'proc', 'state-end', 'replaced']);
 
 /** Parses one status line; a line that is not an event is reported, never thrown at the caller. */
 export const parseStatusLine = (line: string): StatusEvent | undefined => {

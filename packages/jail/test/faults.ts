@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +84,86 @@ if (requireJails(t)) {
     await jail.stop();
     t.ok(await allGone([pids.shim, pids.init]), 'a stop through the shim ends the jail');
     t.notOk(jail.cgroups.dirs.some((d) => existsSync(d)), 'and its cgroups are removed');
+  });
+
+  t.test('a process flooding its output to the emperor is cut by the shim (16 KiB/s a process): it runs to its end, the emperor gets a bounded share', async (t) => {
+    const jail = await makeJail(t, specOf('fault-flood'));
+    let received = 0;
+    const rss = process.memoryUsage().rss;
+    const started = Date.now();
+    const p = jail.start('touch', { argv: ['head', '-c', String(64 * 1024 * 1024), '/dev/zero'], output: 'emperor' });
+    p.on('output', (_fd, d) => (received += d.length));
+    t.same(await p.exited, { code: 0, signal: null, error: undefined }, '64 MiB written: the writer was never blocked');
+    const seconds = (Date.now() - started) / 1000;
+    t.ok(received > 0, `some came through (${received} bytes in ${seconds.toFixed(1)} s)`);
+    t.ok(received <= 16384 * (Math.ceil(seconds) + 1), `at most 16 KiB a second (${received} bytes)`);
+    t.ok(process.memoryUsage().rss - rss < 32 * 1024 * 1024, 'the emperor\'s memory did not follow');
+    const q = jail.start('touch', { argv: ['echo', 'after'], output: 'emperor' });
+    let text = '';
+    q.on('output', (_fd, d) => (text += d.toString()));
+    await q.exited;
+    await new Promise((r) => setTimeout(r, 100));
+    t.equal(text, 'after\n', 'another process\'s output is untouched');
+  });
+
+  t.test('what the shim forks gets the OOM score the shim was given, not the -1000 that spares the shim and the init', async (t) => {
+    const jail = await makeJail(t, specOf('fault-oomadj'));
+    const own = readFileSync('/proc/self/oom_score_adj', 'utf8').trim();
+    // Lowering a score needs CAP_SYS_RESOURCE, which some hosts (this one's sandbox) withhold from root.
+    const capEff = BigInt(`0x${/^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`);
+    const spared = (capEff >> 24n) & 1n ? '-1000' : own;
+    t.equal(readFileSync(`/proc/${jail.shimPid}/oom_score_adj`, 'utf8').trim(), spared, `the shim is spared where the host allows it (${spared})`);
+    t.equal(readFileSync(`/proc/${jail.initPid}/oom_score_adj`, 'utf8').trim(), spared, 'the init too');
+    const p = jail.start('app', { argv: ['sleep', '30'] });
+    const { pid } = await p.started;
+    t.equal(readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim(), own, `the app is killable (${own}, as the emperor)`);
+    p.kill('SIGKILL');
+    await p.exited;
+  });
+
+  t.test('a connection the shim drops (an emperor that fell behind) is made again: exits missed meanwhile are learned, the jail carries on', async (t) => {
+    const jail = await makeJail(t, specOf('fault-behind'));
+    const sleepers = Array.from({ length: 100 }, () => jail.start('app', { argv: ['sleep', '300'] }));
+    await Promise.all(sleepers.map((p) => p.started));
+    const victim = sleepers[0];
+    // 100 state requests, each answered with 100 lines: megabytes the emperor does not read while its loop
+    // is held, past what the shim keeps for it (1 MiB).
+    const fds = () => readdirSync(`/proc/${jail.shimPid}/fd`).length;
+    const before = fds();
+    for (let i = 0; i < 300; i++) jail.resync();
+    // Held (synchronously: nothing is read) until the shim has closed our connection, or 60 s.
+    const held = Date.now();
+    while (fds() >= before && Date.now() - held < 60_000) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    t.ok(fds() < before, 'the shim dropped the connection');
+    process.kill(victim?.pid ?? 0, 'SIGKILL'); // an exit the shim reports while we are away
+    const exit = await victim?.exited;
+    t.same(exit, { code: null, signal: 9, error: undefined }, 'the missed exit is learned');
+    t.equal(jail.reconnects, 1, 'the shim dropped the connection once, and it was made again');
+    t.ok(jail.running, 'the jail is running');
+    t.notOk(jail.replaced);
+    const next = jail.start('app', { argv: ['true'] });
+    t.same(await next.exited, { code: 0, signal: null, error: undefined }, 'and starts what is asked');
+    for (const p of sleepers.slice(1)) p.kill('SIGKILL');
+    t.same((await Promise.all(sleepers.slice(1).map((p) => p.exited))).map((e) => e.signal), Array(99).fill(9), 'every other sleeper\'s kill and exit went through');
+  });
+
+  t.test('a second connection takes the shim over: the first is told, lets go without touching the jail, and never connects back', async (t) => {
+    const spec = specOf('fault-replaced');
+    const first = await makeJail(t, spec);
+    const p = first.start('app', { argv: ['sleep', '300'] });
+    const { pid } = await p.started;
+    const adopted = await Jail.adopt(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR });
+    t.ok(adopted);
+    await first.exited;
+    t.ok(first.replaced, 'the first learned it was replaced');
+    t.ok(alive(pid) && alive(first.shimPid), 'the jail and its process run on');
+    t.ok(first.cgroups.dirs.every((d) => existsSync(d)), 'with their cgroups');
+    await new Promise((r) => setTimeout(r, 500));
+    const sp = adopted?.processes[0];
+    t.equal(sp?.pid, pid);
+    sp?.kill('SIGKILL');
+    t.equal((await sp?.exited)?.signal, 9, 'the second connection is still the shim\'s: it delivers the kill and hears the exit');
+    await adopted?.jail.stop();
   });
 
   t.test('exec into a stopped jail fails with a clear, coded error', async (t) => {
