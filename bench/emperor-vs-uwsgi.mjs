@@ -6,26 +6,13 @@
 // MANY (default 100): vassals dropped / removed at once. BIG (default 500): vassals for the memory figure.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
+import { now, ping, sleep } from './lib.mjs';
 
 const MANY = Number(process.argv[2] ?? 100);
 const BIG = Number(process.argv[3] ?? 500);
 const ROOT = '/tmp/emperor-bench';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const now = () => performance.now();
 rmSync(ROOT, { recursive: true, force: true });
-
-const ping = (sock) =>
-  new Promise((resolve) => {
-    const req = request({ socketPath: sock, path: '/', agent: false, timeout: 2000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode === 200));
-    });
-    req.on('error', () => resolve(false));
-    req.on('timeout', () => req.destroy());
-    req.end();
-  });
 const untilAnswers = async (socks, limitMs = 180_000) => {
   const start = now();
   const left = new Set(socks);

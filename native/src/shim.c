@@ -82,6 +82,7 @@ struct proc {
  * takes more than a quarter of the event buffer: neither can make the emperor busy or its connection drop.
  */
 #define OUT_PER_SECOND 16384
+#define OUT_PIECE 2046 /* bytes of output per event: a multiple of 3 (no base64 padding inside a stream) */
 
 static struct proc procs[MAX_PROCS];
 static int control = -1, client = -1, run_dir_fd = -1;
@@ -110,8 +111,8 @@ static PRINTF(1, 2) void event(const char *fmt, ...)
 	va_start(ap, fmt);
 	int n = vsnprintf(line + 1, sizeof line - 3, fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
+	if (n < 0 || (size_t)n >= sizeof line - 3)
+		return; /* never a truncated line (it would be no JSON): callers keep events below 4 KiB */
 	line[0] = '{';
 	size_t len = strlen(line);
 	line[len++] = '}';
@@ -238,20 +239,24 @@ static void sink_write(struct proc *p, int which, const char *data, size_t len)
 			return;
 		}
 		p->out_sent += len;
-		char enc[4 * (CHUNK / 3 + 2) / 4 * 4 + 8];
-		size_t o = 0;
-		for (size_t i = 0; i < len; i += 3) {
-			unsigned v = (unsigned char)data[i] << 16 | (i + 1 < len ? (unsigned char)data[i + 1] << 8 : 0) |
-				     (i + 2 < len ? (unsigned char)data[i + 2] : 0);
-			enc[o++] = b64[v >> 18 & 63];
-			enc[o++] = b64[v >> 12 & 63];
-			enc[o++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
-			enc[o++] = i + 2 < len ? b64[v & 63] : '=';
+		/* Output events are split to fit an event line (4 KiB): 2,046 bytes are 2,728 of base64. */
+		for (size_t at = 0; at < len; at += OUT_PIECE) {
+			size_t piece = len - at < OUT_PIECE ? len - at : OUT_PIECE;
+			const char *d = data + at;
+			char enc[4 * (OUT_PIECE / 3) + 8];
+			size_t o = 0;
+			for (size_t i = 0; i < piece; i += 3) {
+				unsigned v = (unsigned char)d[i] << 16 | (i + 1 < piece ? (unsigned char)d[i + 1] << 8 : 0) |
+					     (i + 2 < piece ? (unsigned char)d[i + 2] : 0);
+				enc[o++] = b64[v >> 18 & 63];
+				enc[o++] = b64[v >> 12 & 63];
+				enc[o++] = i + 1 < piece ? b64[v >> 6 & 63] : '=';
+				enc[o++] = i + 2 < piece ? b64[v & 63] : '=';
+			}
+			enc[o] = 0;
+			char qid[160];
+			event("\"event\":\"output\",\"id\":%s,\"fd\":%d,\"data\":\"%s\"", quoted(qid, sizeof qid, p->id), which + 1, enc);
 		}
-		enc[o] = 0;
-		char qid[160];
-		/* Output events are split to fit an event line: a chunk of 2 KiB is 2.7 KiB of base64. */
-		event("\"event\":\"output\",\"id\":%s,\"fd\":%d,\"data\":\"%s\"", quoted(qid, sizeof qid, p->id), which + 1, enc);
 	}
 }
 

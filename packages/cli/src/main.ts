@@ -5,6 +5,7 @@ import { check } from './commands/check.js';
 import { action, logs, status } from './commands/control.js';
 import { pty } from './commands/pty.js';
 import { run } from './commands/run.js';
+import { upgrade } from './commands/upgrade.js';
 import { EXIT, type Io } from './io.js';
 import { USAGE } from './usage.js';
 import { version } from './version.js';
@@ -19,6 +20,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   start: action('start'),
   logs,
   pty,
+  upgrade,
 };
 
 /**

@@ -14,6 +14,8 @@ Commands:
   pty [--vassal NAME]                 sshd ForceCommand: a shell in your own vassal's jail, or
                                       $SSH_ORIGINAL_COMMAND (scp, rsync, git) run there
                                       (status, reload... and logs take --run-dir too)
+  upgrade                             hand every jail to a newly started emperor (the code installed
+                                      now) without stopping any app; the old one exits (SIGUSR2)
   check [--json] [--tyrant] [--config emperor.ini] FILE...
                                       validate vassal files; exit 0 if all are good, 1 otherwise.
                                       --json prints each normalized spec (or its problems) as JSON.

@@ -105,5 +105,5 @@ t.test('no input ever produces a stack trace', async (t) => {
 t.test('an unknown command is a usage error', async (t) => {
   const r = emperor('frobnicate');
   t.equal(r.code, 64);
-  t.equal(r.stderr, 'emperor: expected a command (run, check, status, reload, restart, stop, start, logs, pty), got "frobnicate"; see emperor --help\n');
+  t.equal(r.stderr, 'emperor: expected a command (run, check, status, reload, restart, stop, start, logs, pty, upgrade), got "frobnicate"; see emperor --help\n');
 });

@@ -102,6 +102,37 @@ export class AttachedDaemon {
     });
   }
 
+  /**
+   * Takes over this daemon as a previous emperor left it: `proc`, its running process (a plain daemon), is
+   * followed from now on; a smart daemon is followed through its pidfile again. Nothing running (it died
+   * while no emperor ran): started, as a death would have.
+   */
+  async adopt(proc: ShimProcess | undefined): Promise<void> {
+    this.#stopping = false;
+    this.#startedAt = Date.now();
+    if (this.spec.kind === 'smart') {
+      this.#timer = setTimeout(() => this.#guard(this.#checkSmart()), 0);
+      return;
+    }
+    if (proc === undefined) return this.start();
+    this.#proc = proc;
+    this.#pid = proc.pid;
+    void proc.exited.then((exit) => {
+      if (this.#proc === proc) {
+        this.#proc = undefined;
+        this.#died(exit);
+      }
+    });
+  }
+
+  /** Handed to the next emperor: no timer of ours goes on; the daemon runs on. */
+  detach(): void {
+    this.#stopping = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#proc = undefined;
+  }
+
   /** Runs `sh -c SCRIPT` in the jail as the vassal user; resolves with its exit code. */
   async #inJail(script: string): Promise<number | null> {
     if (!this.#ctx.jail.running) return null;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinLimits, checkVassalFile, clearUserCache, formatProblem, type CheckResult, type OperatorLimits } from '@emperor/config';
-import { detectHierarchies, removeCgroupParent, type Hierarchy } from '@emperor/jail';
+import { detectHierarchies, JailCgroups, removeCgroupParent, ShimClient, type Hierarchy } from '@emperor/jail';
 import { availableParallelism } from 'node:os';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
@@ -15,7 +15,9 @@ import { CustomerBudget } from './customer-budget.js';
 import { EventBus, WARNING_EVENTS } from './events.js';
 import { isVassalFile, Monitor } from './monitor.js';
 import { RunLock } from './run-lock.js';
-import { Vassal } from './vassal.js';
+import { removeRunDir } from './run-dir.js';
+import { Vassal, type VassalContext } from './vassal.js';
+import { VassalStates } from './vassal-state.js';
 
 /** How an emperor runs. */
 export interface EmperorOptions {
@@ -83,6 +85,12 @@ export class Emperor {
   #lock: RunLock | undefined;
   /** The cgroup hierarchies and the emperor's own cgroup in them: found once, at start. */
   #hierarchies: Hierarchy[] | undefined;
+  /** RUN/state: what the next emperor needs of each vassal. */
+  #states: VassalStates | undefined;
+  /** Vassals whose jail a previous emperor left running (a shim answers on RUN/shims/NAME.sock), not yet adopted. */
+  readonly #adoptable = new Set<string>();
+  /** From the first scan on: the jails no file claimed (removed while no emperor ran) are stopped. */
+  #sweep: Promise<void> | undefined;
 
   constructor(options: EmperorOptions) {
     this.options = options;
@@ -100,13 +108,97 @@ export class Emperor {
     // error naming what to set, once, instead of every vassal failing with it.
     this.#hierarchies = detectHierarchies();
     mkdirSync(join(this.options.runDir, 'vassals'), { recursive: true, mode: 0o755 });
+    this.#states = new VassalStates(this.options.runDir);
+    for (const f of readdirSync(this.#controlDir, { withFileTypes: true })) {
+      if (f.isSocket() && f.name.endsWith('.sock')) this.#adoptable.add(f.name.slice(0, -'.sock'.length));
+    }
+    if (this.#adoptable.size > 0) this.options.log.info({ jails: this.#adoptable.size }, `${this.#adoptable.size} jails of a previous emperor found running: adopting them`);
     mkdirSync(this.options.logDir, { recursive: true, mode: 0o755 });
     this.logins.reset();
     this.#control = new ControlServer(this, join(this.options.runDir, 'control.sock'));
     await this.#control.listen();
     this.#monitor = new Monitor(this.options.dir, { change: (f) => this.#track(this.#changed(f)), remove: (f) => this.#track(this.#removed(f)) });
     await this.#monitor.ready();
+    // Every file present has claimed its name by now (synchronously, as the monitor reported it).
+    this.#sweep = this.#stopOrphans();
     this.options.log.info({ dir: this.options.dir, runDir: this.options.runDir }, 'emperor governing');
+  }
+
+  get #controlDir(): string {
+    const dir = join(this.options.runDir, 'shims');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    return dir;
+  }
+
+  #vassalContext(): VassalContext {
+    const o = this.options;
+    return {
+      runDir: o.runDir, controlDir: this.#controlDir, logDir: o.logDir, cgroupParent: o.cgroupParent, bus: this.bus, log: o.log,
+      ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), buildSlot: (build) => this.#buildSlot(build),
+      ...(o.backoff ? { backoff: o.backoff } : {}), ...(o.clock ? { clock: o.clock } : {}), ...(o.timeouts ? { timeouts: o.timeouts } : {}),
+      customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins,
+      ...(this.#states ? { states: this.#states } : {}), adoptable: (name) => this.#adoptable.delete(name),
+    };
+  }
+
+  /**
+   * The jails of a previous emperor whose file is gone (removed while no emperor ran): stopped as a removed
+   * file's vassal is (stop signal, stop-timeout, SIGKILL), with the spec it saved; without one, through its
+   * shim, and whatever it leaves (cgroups, run dir) is removed.
+   */
+  async #stopOrphans(): Promise<void> {
+    const names = [...this.#adoptable];
+    await Promise.all(names.map(async (name) => {
+      if (this.#names.holder(name) !== undefined || !this.#adoptable.has(name)) return;
+      const saved = this.#states?.read(name);
+      // A dead shim's socket: nothing runs; what it left goes with the leftovers below.
+      const probe = await ShimClient.connect(join(this.#controlDir, `${name}.sock`)).catch(() => undefined);
+      probe?.close();
+      if (probe === undefined) {
+        this.#adoptable.delete(name);
+        rmSync(join(this.#controlDir, `${name}.sock`), { force: true });
+        return;
+      }
+      this.options.log.info({ vassal: name }, `${name}: its file was removed while no emperor ran; stopping its jail`);
+      if (saved !== undefined) {
+        const v = new Vassal(name, this.#vassalContext());
+        await v.load({ ok: true, spec: saved.spec });
+        await v.stop();
+        return;
+      }
+      this.#adoptable.delete(name);
+      try {
+        const client = await ShimClient.connect(join(this.#controlDir, `${name}.sock`));
+        const closed = new Promise<void>((r) => client.once('close', r));
+        client.send(['stop']);
+        await Promise.race([closed, new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS))]);
+        client.close();
+        await JailCgroups.existing(name, this.options.cgroupParent, this.#hierarchies).drainAndRemove();
+      } catch (err) {
+        this.options.log.warn({ vassal: name, err }, `${name}: the jail of a removed file could not be stopped through its shim`);
+      }
+      await removeRunDir(join(this.options.runDir, 'vassals', name));
+      this.#states?.remove(name);
+    }));
+    // What a previous emperor left of vassals with neither a file nor a running jail (it died while it
+    // stopped one): its saved state, its run dir (a tmpfs mount), its empty cgroups.
+    let dirs: string[] = [];
+    try {
+      dirs = readdirSync(join(this.options.runDir, 'vassals'));
+    } catch {
+      // none yet
+    }
+    const left = new Set([...(this.#states?.names() ?? []), ...dirs]);
+    await Promise.all([...left].map(async (name) => {
+      if (this.#names.holder(name) !== undefined || this.#adoptable.has(name) || this.vassals.has(name)) return;
+      this.#states?.remove(name);
+      await removeRunDir(join(this.options.runDir, 'vassals', name));
+      try {
+        await JailCgroups.existing(name, this.options.cgroupParent, this.#hierarchies).drainAndRemove();
+      } catch {
+        // no cgroups of that name: nothing to remove
+      }
+    }));
   }
 
   /** A file event being handled: kept until done; what it throws (a bug) is logged, never kills the start. */
@@ -144,7 +236,7 @@ export class Emperor {
     const name = claim.name;
     let v = this.vassals.get(name);
     if (v === undefined) {
-      v = new Vassal(name, { runDir: this.options.runDir, controlDir: join(this.options.runDir, 'shims'), logDir: this.options.logDir, cgroupParent: this.options.cgroupParent, ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), buildSlot: (build) => this.#buildSlot(build), bus: this.bus, log: this.options.log, ...(this.options.backoff ? { backoff: this.options.backoff } : {}), ...(this.options.clock ? { clock: this.options.clock } : {}), customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins, ...(this.options.timeouts ? { timeouts: this.options.timeouts } : {}) });
+      v = new Vassal(name, this.#vassalContext());
       this.vassals.set(name, v);
     }
     // inotify may report one write as several events (add, then change): only a real change reloads.
@@ -224,6 +316,9 @@ export class Emperor {
       for (const v of all) v.kill();
       await Promise.race([Promise.all(all.map((v) => v.settled())), new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS))]);
     }
+    // The first scan is over now (every vassal has stopped): the jails of removed files too.
+    await this.#sweep;
+    if (this.#lock !== undefined) await this.#stopOrphans();
     await this.#control?.close();
     // A start refused by the run-dir lock stops here: the run dir is another emperor's.
     if (this.#lock === undefined) return;
@@ -238,6 +333,25 @@ export class Emperor {
     this.#lock.release();
     this.#lock = undefined;
     this.options.log.info('emperor stopped');
+  }
+
+  /**
+   * Hands every jail over to the next emperor (an upgrade): stops watching, lets each vassal's app, daemons
+   * and jail run on (their state saved in RUN/state), closes the control socket and releases the run dir's
+   * lock. Nothing a customer runs is touched; the next emperor adopts it all.
+   */
+  async detach(): Promise<void> {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    await this.#monitor?.close();
+    await Promise.all([...this.vassals.values()].map((v) => v.detach()));
+    await this.#sweep;
+    await this.#control?.close();
+    if (this.#lock === undefined) return;
+    rmSync(join(this.options.runDir, 'control.sock'), { force: true });
+    this.#lock.release();
+    this.#lock = undefined;
+    this.options.log.info({ vassals: this.vassals.size }, 'emperor detached: every jail runs on for the next emperor');
   }
 
   /** Waits until every vassal is done with what it was doing (tests). */

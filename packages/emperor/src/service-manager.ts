@@ -63,6 +63,11 @@ export class ServiceManager {
     return this.#watchdogMs;
   }
 
+  /** Another process (the emperor this one handed over to) is the service's main process from now on. */
+  mainPid(pid: number): void {
+    this.#send(`MAINPID=${pid}\nSTATUS=handed over to pid ${pid}`);
+  }
+
   /** Starts the WATCHDOG=1 pings, if the unit asked for them. */
   startWatchdog(): void {
     if (this.#watchdogMs === undefined || this.#watchdog !== undefined) return;

@@ -18,6 +18,7 @@ import type { CustomerBudget } from './customer-budget.js';
 import type { StreamTimeouts } from './emperor.js';
 import { CustomerRequests } from './customer-requests.js';
 import { Cancelled, readiness } from './readiness.js';
+import { asSaved, fingerprint, type SavedVassal, type VassalStates } from './vassal-state.js';
 
 /** Daemons get at least this long after the app has stopped, even when the app used the whole stop-timeout. */
 const DAEMON_MIN_GRACE_MS = 1_000;
@@ -48,6 +49,10 @@ export interface VassalContext {
   /** Where `emperor pty` finds the vassals a uid may enter. */
   logins?: Logins;
   timeouts?: StreamTimeouts;
+  /** Where what the emperor knows of each vassal is kept for the next emperor (RUN/state). */
+  states?: VassalStates;
+  /** True (once) when a previous emperor left this vassal's jail running: it is adopted, not built again. */
+  adoptable?: (name: string) => boolean;
 }
 
 /** The app: one process in the jail (the shim's), with its start time. */
@@ -96,6 +101,8 @@ export class Vassal {
   #customerPending: 'reload' | 'restart' | undefined;
   readonly #customerRate = new CustomerRequests();
   #homeWarned = false;
+  /** Handed over to the next emperor ({@link detach}): nothing more is saved or started. */
+  #detached = false;
   /** The jail a teardown is stopping (no longer `jail`), for {@link kill}. */
   #stoppingJail: Jail | undefined;
 
@@ -112,10 +119,32 @@ export class Vassal {
 
   #emit(event: EventName, detail: Record<string, unknown> = {}): void {
     this.#ctx.bus.publish(this.name, event, { state: this.state, ...detail });
+    this.#persist();
+  }
+
+  /**
+   * Saves what the next emperor needs (RUN/state/NAME.json), after each event: a stopped vassal leaves
+   * nothing (the next emperor starts it afresh). Never throws: a full disk costs the history, not the vassal.
+   */
+  #persist(): void {
+    const states = this.#ctx.states;
+    if (states === undefined || this.#detached) return;
+    try {
+      if (this.spec === undefined || (this.state === 'stopped' && this.jail === undefined)) return states.remove(this.name);
+      states.write(this.name, {
+        version: 1, fingerprint: fingerprint(this.spec), spec: this.spec, ...(this.jail?.label ? { jail: this.jail.label } : {}), state: this.state, restarts: this.restarts, failures: this.#failures,
+        ...(this.lastError === undefined ? {} : { lastError: this.lastError }), ...(this.bornAt === undefined ? {} : { bornAt: this.bornAt }),
+        ...(this.lastModAt === undefined ? {} : { lastModAt: this.lastModAt }),
+        cronLastRun: Object.fromEntries(this.#cronLastRun), daemonRestarts: this.#daemons.map((d) => d.restarts),
+      });
+    } catch (err) {
+      this.#ctx.log.warn({ vassal: this.name, err }, `${this.name}: its state could not be saved for the next emperor`);
+    }
   }
 
   #set(state: VassalState): void {
     this.state = state;
+    this.#persist();
   }
 
   /** Runs an operation after the ones before it; errors are recorded, never thrown at the caller. */
@@ -133,6 +162,11 @@ export class Vassal {
   load(result: CheckResult): Promise<void> {
     return this.#enqueue(async () => {
       this.lastModAt = Date.now();
+      if (!result.ok && this.spec === undefined) {
+        // Broken while no emperor ran, its jail still running: adopted with the last good spec, which runs on.
+        const saved = this.#ctx.states?.read(this.name);
+        if (saved !== undefined && this.#ctx.adoptable?.(this.name) === true) await this.#adopt(saved.spec);
+      }
       if (!result.ok) {
         this.lastError = result.problems.map(formatProblem).join('; ');
         if (this.spec === undefined || this.state === 'invalid') this.#set('invalid');
@@ -140,38 +174,186 @@ export class Vassal {
         return;
       }
       this.lastError = undefined;
-      const before = this.spec;
-      if (before === undefined || this.jail === undefined || !this.jail.running) {
-        this.#failures = 0;
-        return this.#spawn(result.spec);
+      if (this.spec === undefined && this.#ctx.adoptable?.(this.name) === true) return this.#adopt(result.spec);
+      if (this.spec === undefined) {
+        const saved = this.#ctx.states?.read(this.name);
+        // Cursed under the previous emperor and the file unchanged: still cursed (only a change lifts it).
+        if (saved !== undefined && saved.state === 'cursed' && saved.fingerprint === fingerprint(result.spec)) return this.#stayCursed(result.spec, saved);
       }
-      const { change, limits } = classifyChange(before, result.spec);
-      if (this.state === 'cursed' || this.state === 'backoff') {
-        // A changed file lifts the curse: start over with the new config.
-        this.#failures = 0;
-        await this.#teardown();
-        return this.#spawn(result.spec);
+      return this.#apply(result.spec);
+    });
+  }
+
+  /** A good spec, for a vassal that runs (reload by what changed) or not (spawn). Inside an operation. */
+  async #apply(spec: VassalSpec): Promise<void> {
+    const before = this.spec;
+    if (before === undefined || this.jail === undefined || !this.jail.running) {
+      this.#failures = 0;
+      return this.#spawn(spec);
+    }
+    // Compared as saved (a spec a previous emperor saved has lost its undefined keys).
+    const { change, limits } = classifyChange(asSaved(before), asSaved(spec));
+    if (this.state === 'cursed' || this.state === 'backoff') {
+      // A changed file lifts the curse: start over with the new config.
+      this.#failures = 0;
+      await this.#teardown();
+      return this.#spawn(spec);
+    }
+    if (change === 'jail') {
+      await this.#teardown();
+      return this.#spawn(spec, 'restarted');
+    }
+    if (limits) {
+      this.jail.cgroups.apply(limitsOf(spec));
+      this.#emit('limits');
+    }
+    this.spec = spec;
+    if (change !== 'limits') {
+      if (!isDeepStrictEqual(asSaved(before).daemons, asSaved(spec).daemons)) {
+        await this.#stopDaemons(Date.now() + before.stopTimeoutMs);
+        await this.#startDaemons(spec, this.#cancel.signal);
+      } else {
+        for (const d of this.#daemons) await d.reload(spec.stopTimeoutMs);
       }
-      if (change === 'jail') {
-        await this.#teardown();
-        return this.#spawn(result.spec, 'restarted');
-      }
-      if (limits) {
-        this.jail.cgroups.apply(limitsOf(result.spec));
-        this.#emit('limits');
-      }
-      this.spec = result.spec;
-      if (change !== 'limits') {
-        if (!isDeepStrictEqual(before.daemons, result.spec.daemons)) {
-          await this.#stopDaemons(Date.now() + before.stopTimeoutMs);
-          await this.#startDaemons(result.spec, this.#cancel.signal);
-        } else {
-          for (const d of this.#daemons) await d.reload(result.spec.stopTimeoutMs);
-        }
-        this.#startCron(result.spec);
-        this.#startTouch(result.spec);
-        await this.#reloadApp();
-      }
+      this.#startCron(spec);
+      this.#startTouch(spec);
+      await this.#reloadApp();
+    }
+  }
+
+  #restore(saved: SavedVassal): void {
+    this.restarts = saved.restarts;
+    this.#failures = saved.failures;
+    this.lastError = saved.lastError;
+    this.bornAt = saved.bornAt;
+    for (const [k, v] of Object.entries(saved.cronLastRun)) this.#cronLastRun.set(k, v);
+  }
+
+  #stayCursed(spec: VassalSpec, saved: SavedVassal): void {
+    this.#restore(saved);
+    this.spec = spec;
+    this.#set('cursed');
+    this.#emit('cursed', { failures: this.#failures, error: this.lastError, previousEmperor: true });
+  }
+
+  /**
+   * Takes over the jail a previous emperor left running (its shim answers on RUN/shims/NAME.sock): the same
+   * spec (the jail's label is the fingerprint of the spec it was built with) is adopted as it runs; a spec
+   * changed while no emperor ran is adopted with the old one, then goes the normal reload path; a jail whose
+   * spec cannot be known (no saved state matching its label) is stopped and built afresh.
+   */
+  async #adopt(spec: VassalSpec): Promise<void> {
+    const saved = this.#ctx.states?.read(this.name);
+    if (saved !== undefined) this.#restore(saved);
+    const runDir = join(this.#ctx.runDir, 'vassals', this.name);
+    const fresh = fingerprint(spec);
+    const built = saved?.jail !== undefined ? saved.spec : spec;
+    const adopted = await Jail.adopt(built, { runDir, controlDir: this.#ctx.controlDir, cgroupParent: this.#ctx.cgroupParent, ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
+    if (adopted === undefined) {
+      // A dead shim's socket: what it left (run dir, cgroups) is cleared by the build.
+      this.#ctx.log.info({ vassal: this.name }, `${this.name}: the previous emperor's jail is gone; building it again`);
+      return this.#apply(spec);
+    }
+    const { jail, processes } = adopted;
+    // The saved state of this very jail says what runs in it (reloads included); else a jail built from
+    // this very file is as it was built.
+    const known = saved !== undefined && saved.jail === jail.label ? saved.spec : jail.label === fresh ? spec : undefined;
+    if (known === undefined) {
+      this.#ctx.log.warn({ vassal: this.name, label: jail.label }, `${this.name}: a running jail of unknown spec (no saved state for it); stopping it and building it again`);
+      this.spec = built;
+      this.jail = jail;
+      this.#runDir = runDir;
+      await this.#teardown();
+      this.spec = undefined;
+      return this.#apply(spec);
+    }
+    await this.#takeOver(known, jail, processes, runDir);
+    if (fingerprint(known) !== fresh) {
+      this.#ctx.log.info({ vassal: this.name }, `${this.name}: its file changed while no emperor ran; reloading it`);
+      await this.#apply(spec);
+    } else if (saved?.state === 'reloading' && saved.jail === jail.label) {
+      // The previous emperor died during a reload: done again (the old and new apps were sorted out above).
+      this.#ctx.log.info({ vassal: this.name }, `${this.name}: the previous emperor was reloading it; reloading it again`);
+      await this.#reloadApp();
+    }
+  }
+
+  /** Makes the adopted jail and its processes this vassal's, as a {@link #build} would have left them. */
+  async #takeOver(spec: VassalSpec, jail: Jail, processes: ShimProcess[], runDir: string): Promise<void> {
+    this.spec = spec;
+    this.jail = jail;
+    this.#runDir = runDir;
+    this.#watchJail(jail);
+    this.bornAt ??= Date.now();
+    const kind = (p: ShimProcess) => p.id.replace(/-\d+$/, '');
+    const seq = (p: ShimProcess) => Number(/-(\d+)$/.exec(p.id)?.[1] ?? 0);
+    const running = processes.filter((p) => p.running).sort((a, b) => seq(a) - seq(b));
+    // The previous emperor's helpers (touch watchers, smart-daemon checks) are started again by this one.
+    for (const p of running) if (kind(p) === 'touch' || kind(p).startsWith('check-')) p.kill('SIGKILL');
+    await this.#openSockets(spec, jail, runDir);
+    const saved = this.#ctx.states?.read(this.name);
+    this.#daemons = spec.daemons.map((d, i) => new AttachedDaemon(i, d, {
+      vassal: this.name, jail, spec, logDir: this.#ctx.logDir, bus: this.#ctx.bus, signal: this.#cancel.signal,
+      onControlDeath: () => void this.stop(),
+    }));
+    for (const d of this.#daemons) {
+      d.restarts = saved?.daemonRestarts[d.index] ?? 0;
+      const mine = running.filter((p) => kind(p) === `daemon-${d.index}`);
+      for (const old of mine.slice(0, -1)) old.kill('SIGKILL'); // a restart of it was under way
+      await d.adopt(mine.at(-1));
+    }
+    this.#startCron(spec);
+    this.#startTouch(spec);
+    const apps = running.filter((p) => kind(p) === 'app');
+    // Several: a reload was under way. The newest is the app; the others were being stopped.
+    for (const old of apps.slice(0, -1)) void this.#stopApp({ proc: old, pid: old.pid, startedAt: 0, oomKills: 0 }, spec);
+    const proc = apps.at(-1);
+    if (proc !== undefined) {
+      const app: App = { proc, pid: proc.pid, startedAt: Date.now(), oomKills: jail.usage().oomKills };
+      this.#watchApp(app);
+      this.#app = app;
+      this.#set('running');
+      this.#emit('adopted', { pid: app.pid, jail: jail.initPid, restarts: this.restarts });
+      return;
+    }
+    if (spec.command === undefined) {
+      this.#set('running');
+      this.#emit('adopted', { jail: jail.initPid, restarts: this.restarts });
+      return;
+    }
+    // The app ended while no emperor ran (or the previous one died before starting it): the respawn policy.
+    const ended = processes.filter((p) => kind(p) === 'app').at(-1);
+    this.#set('running');
+    this.#emit('adopted', { jail: jail.initPid, restarts: this.restarts, app: 'not running' });
+    if (ended !== undefined) {
+      const exit = await ended.exited;
+      this.lastError = `the app ended (${exit.signal === null ? `code ${exit.code}` : `signal ${exit.signal}`}) while no emperor was running`;
+      this.#emit('exited', { pid: ended.pid, code: exit.code, signal: exit.signal });
+      return this.#failed();
+    }
+    const app = await this.#startApp(spec, this.#cancel.signal);
+    if (app === undefined) return this.#failed();
+    this.#app = app;
+    this.#emit('spawned', { pid: app.pid });
+  }
+
+  /**
+   * Lets the jail run on for the next emperor (an upgrade): the emperor's own parts (timers, watchers, the
+   * pty router, the customer socket) stop; the app, the daemons and the jail are not touched.
+   */
+  async detach(): Promise<void> {
+    this.#abortWaits();
+    await this.#enqueue(async () => {
+      this.#persist();
+      this.#detached = true;
+      if (this.#timer !== undefined) clearTimeout(this.#timer);
+      this.#cron?.stop();
+      for (const w of this.#touch) w.stop();
+      for (const d of this.#daemons) d.detach();
+      await this.#router?.close().catch(() => undefined);
+      await this.#customerControl?.close().catch(() => undefined);
+      if (this.#listedFor !== undefined) this.#ctx.logins?.remove(this.#listedFor, this.name);
+      this.jail?.detach();
     });
   }
 
@@ -369,21 +551,46 @@ export class Vassal {
       if (signal.aborted) throw new Cancelled(); // a stop came while it waited for its slot
       const dir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
       this.#runDir = dir;
-      this.jail = await Jail.create(spec, { runDir: dir, controlDir: this.#ctx.controlDir, cgroupParent: this.#ctx.cgroupParent, socket, ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
+      this.jail = await Jail.create(spec, { runDir: dir, controlDir: this.#ctx.controlDir, cgroupParent: this.#ctx.cgroupParent, socket, label: fingerprint(spec), ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
       return dir;
     });
     if (this.jail === undefined) throw new Cancelled();
     const jail = this.jail;
-    void jail.exited.then(() => {
-      // The jail died under us (its shim or init was killed): treat it like an app failure.
-      if (this.jail === jail && (this.state === 'running' || this.state === 'spawning')) void this.#enqueue(async () => this.#failed());
-    });
+    this.#watchJail(jail);
     this.bornAt = Date.now();
     if (jail.missingHome !== undefined && !this.#homeWarned) {
       this.#homeWarned = true;
       this.#ctx.log.warn({ vassal: this.name, home: jail.missingHome }, `${this.name}: home ${jail.missingHome} does not exist; HOME and the working directory are / (as login(1) does)`);
     }
     if (spec.subscriptions.length > 0) this.#ctx.log.warn({ vassal: this.name }, `${this.name}: subscriptions are validated but not sent by this version yet`);
+    await this.#openSockets(spec, jail, runDir);
+    // Daemons first, in the order written: the app usually needs its redis or memcached.
+    await this.#startDaemons(spec, signal);
+    this.#startCron(spec);
+    this.#startTouch(spec);
+    if (spec.command === undefined) {
+      this.#set('running');
+      this.#emit(event, { jail: jail.initPid });
+      return;
+    }
+    const app = await this.#startApp(spec, signal);
+    if (app === undefined) return this.#failed();
+    this.#app = app;
+    this.#set('running');
+    this.#emit(event, { pid: app.pid });
+  }
+
+  #watchJail(jail: Jail): void {
+    void jail.exited.then(() => {
+      // The jail died under us (its shim or init was killed): treat it like an app failure. A jail another
+      // emperor took over (replaced) is not ours to respawn.
+      if (this.jail === jail && !jail.replaced && (this.state === 'running' || this.state === 'spawning')) void this.#enqueue(async () => this.#failed());
+    });
+  }
+
+  /** The emperor's sockets in the run dir: the pty router (customers' ssh), the customer control socket. */
+  async #openSockets(spec: VassalSpec, jail: Jail, runDir: string): Promise<void> {
+    const gid = spec.gid as number;
     if (spec.pty) {
       const customers = this.#ctx.customers;
       const uid = spec.uid as number;
@@ -401,20 +608,6 @@ export class Vassal {
       this.#customerControl = this.#ctx.customerControl(this.name, join(runDir, 'control.sock'), spec.uid as number, gid);
       await this.#customerControl.listen();
     }
-    // Daemons first, in the order written: the app usually needs its redis or memcached.
-    await this.#startDaemons(spec, signal);
-    this.#startCron(spec);
-    this.#startTouch(spec);
-    if (spec.command === undefined) {
-      this.#set('running');
-      this.#emit(event, { jail: jail.initPid });
-      return;
-    }
-    const app = await this.#startApp(spec, signal);
-    if (app === undefined) return this.#failed();
-    this.#app = app;
-    this.#set('running');
-    this.#emit(event, { pid: app.pid });
   }
 
   /**
@@ -426,10 +619,7 @@ export class Vassal {
     if (jail === undefined || spec.command === undefined) return undefined;
     const proc = jail.start('app', { argv: spec.command, env: spec.env, cwd: spec.chdir, socket: spec.socket !== undefined, notify: spec.ready === 'notify', output: logOutput(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid as number) });
     const app: App = { proc, pid: undefined, startedAt: Date.now(), oomKills: jail.usage().oomKills };
-    void proc.exited.then((exit) => {
-      if (exit.error) this.lastError = exit.error.describe();
-      void this.#enqueue(async () => this.#appExited(app, exit));
-    });
+    this.#watchApp(app);
     // Its whole process group, through the shim.
     const giveUp = () => proc.kill('SIGKILL');
     try {
@@ -458,12 +648,21 @@ export class Vassal {
     return app;
   }
 
+  #watchApp(app: App): void {
+    void app.proc.exited.then((exit) => {
+      if (exit.error) this.lastError = exit.error.describe();
+      void this.#enqueue(async () => this.#appExited(app, exit));
+    });
+  }
+
   async #appExited(app: App, exit: { code: number | null; signal: number | null }): Promise<void> {
     if (this.#app !== app) return; // an old app that a reload replaced, or a stop: expected
     this.#app = undefined;
     this.#emit('exited', { pid: app.pid, code: exit.code, signal: exit.signal });
     this.#reportOom(app);
     if (this.state !== 'running') return;
+    // Its jail is gone (the shim or init was killed): one failure, which the jail's end reports.
+    if (this.jail !== undefined && !this.jail.running) return;
     const uptime = Date.now() - app.startedAt;
     if (uptime >= this.#policy.minUptimeMs) this.#failures = 0;
     await this.#failed();

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import t from 'tap';
 import { requireJails, startEmperor } from './fixtures/emperor.js';
+import { asCustomer } from './fixtures/hostile.js';
 import { publicCheckout } from './fixtures/public-checkout.js';
 
 if (requireJails(t)) {
@@ -60,5 +62,63 @@ if (requireJails(t)) {
     const code = await new Promise((r) => bob.on('close', r));
     t.not(code, 0);
     t.match(err, /PermissionError/, 'another customer cannot use it');
+  });
+
+  t.test('a hostile customer cannot find or reach their jail\'s shim control socket (the emperor\'s line to the shim): not by path, not in their namespaces, not by an inherited fd', async (t) => {
+    const e = await startEmperor(t);
+    e.write('own.ini', '[uwsgi]', 'uid = demo-alice', 'socket = app.sock', 'command = sleep 600', 'attach-daemon = sleep 601');
+    await e.waitFor((x) => x.vassal === 'own' && x.event === 'spawned');
+    const jail = e.emperor.vassals.get('own')?.jail;
+    const path = jail?.controlPath ?? '';
+    t.match(path, /\/shims\/own\.sock$/);
+    // The host's view: the control socket's inodes (the listener and the emperor's accepted connection).
+    const inodes = readFileSync('/proc/net/unix', 'utf8').split('\n').filter((l) => l.endsWith(` ${path}`)).map((l) => l.trim().split(/\s+/)[6]);
+    t.ok(inodes.length >= 2, `the shim listens and the emperor is connected (${inodes.length} sockets at ${path})`);
+    const r = await asCustomer(jail, `
+import os, socket
+found = []
+for root, dirs, files in os.walk('/', onerror=lambda e: None):
+    if root.startswith(('/proc', '/sys')):
+        dirs[:] = []
+        continue
+    for f in files:
+        if f.endswith('.sock') and 'shims' in root:
+            found.append(os.path.join(root, f))
+print('found', found)
+for target in (${JSON.stringify(path)}, '/run/shims/own.sock', '/run/emperor/shims/own.sock'):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(target)
+        print('connected', target)
+    except OSError as e:
+        print('refused', target, e.strerror)
+try:
+    s = socket.socket(socket.AF_UNIX)
+    s.connect('\\0' + ${JSON.stringify(path)})
+    print('connected abstract')
+except OSError as e:
+    print('refused abstract', e.strerror)
+# Every fd of every process the customer can see: socket inodes.
+inodes = set()
+for p in os.listdir('/proc'):
+    if not p.isdigit():
+        continue
+    try:
+        for fd in os.listdir('/proc/%s/fd' % p):
+            l = os.readlink('/proc/%s/fd/%s' % (p, fd))
+            if l.startswith('socket:['):
+                inodes.add(l[8:-1])
+    except OSError:
+        pass
+print('inodes', ' '.join(sorted(inodes)))
+print('unix', ' '.join(l.split()[-1] for l in open('/proc/net/unix').read().splitlines()[1:] if len(l.split()) > 7))
+`);
+    t.match(r.stdout, /^found \[\]$/m, `no shim socket anywhere in the jail's tree: ${r.stderr}`);
+    t.notMatch(r.stdout, /^connected/m, 'no connection by any path, abstract name included');
+    t.match(r.stdout, new RegExp(`^refused ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} No such file or directory$`, 'm'), 'the host path does not exist in the jail');
+    const seen = /^inodes (.*)$/m.exec(r.stdout)?.[1]?.split(' ') ?? [];
+    t.ok(seen.length > 0, 'the customer does see sockets of their own (the app\'s listening socket, fd 3)');
+    t.same(seen.filter((i) => inodes.includes(i)), [], 'none of them is the shim\'s control socket or the emperor\'s connection to it');
+    t.notMatch(/^unix (.*)$/m.exec(r.stdout)?.[1] ?? '', /shims/, 'nor is it among the unix sockets of the jail\'s network namespace');
   });
 }

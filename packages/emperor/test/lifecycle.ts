@@ -65,6 +65,33 @@ if (requireJails(t)) {
     t.notOk(e.emperor.vassals.has('dave'));
   });
 
+  t.test('a shim killed ends its jail; the respawn policy builds a new one, and the app answers again', async (t) => {
+    const e = await startEmperor(t);
+    e.write('sam.ini', '[uwsgi]', 'uid = demo-alice', 'socket = app.sock', nodeApp('sam'));
+    const first = await e.waitFor((x) => x.vassal === 'sam' && x.event === 'spawned');
+    const jail = e.emperor.vassals.get('sam')?.jail;
+    const n = e.events.length;
+    process.kill(jail?.shimPid ?? 0, 'SIGKILL');
+    const again = await e.waitFor((x) => x.vassal === 'sam' && x.event === 'spawned', n);
+    const now = e.emperor.vassals.get('sam');
+    t.not(now?.jail, jail, 'a new jail');
+    t.not(now?.jail?.shimPid, jail?.shimPid, 'with a new shim');
+    // Gone, or a zombie left for PID 1 to reap (the shim, their parent, is dead).
+    const gone = (pid: number | undefined) => {
+      try {
+        return !alive(pid) || /^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+      } catch {
+        return true; // reaped between the two looks
+      }
+    };
+    for (let i = 0; i < 200 && !(gone(first.pid as number) && gone(jail?.initPid)); i++) await new Promise((r) => setTimeout(r, 25));
+    t.ok(gone(first.pid as number), 'the old app went with the old jail');
+    t.ok(gone(jail?.initPid), 'and its init');
+    t.equal(now?.restarts, 1, 'counted as a restart');
+    t.match(await get(e.socketOf('sam')), /^sam:/, 'the new app answers on the same socket path');
+    void again;
+  });
+
   t.test('a bad new file makes the vassal invalid and touches no other vassal', async (t) => {
     const e = await startEmperor(t);
     e.write('good.ini', '[uwsgi]', 'uid = demo-alice', 'socket = app.sock', nodeApp('good'));

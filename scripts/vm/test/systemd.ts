@@ -123,6 +123,30 @@ if (requireSystemdGuest(t)) {
     t.match(systemdSaid, /Reload(ing|ed)/, 'systemd saw the reload');
   });
 
+  t.test('emperor upgrade under load: a new emperor (MAINPID) adopts every jail; no app restarted, no request failed, the unit never left active', async (t) => {
+    const main = Number(prop('MainPID'));
+    const before = JSON.parse(sh(join(CHECKOUT, 'node_modules/.bin/emperor'), 'status', '--json')) as Array<{ name: string; pid: number | null; jail: { shim: number } | null }>;
+    const since = sh('date', '+%Y-%m-%d %H:%M:%S');
+    const traffic = load(['alice', 'bob']);
+    await until(() => traffic.counts.ok > 10, 'traffic before the upgrade');
+    const said = sh(join(CHECKOUT, 'node_modules/.bin/emperor'), 'upgrade');
+    t.match(said, new RegExp(`handed over from pid ${main} to pid \\d+: 3 vassals, 2 running, none restarted`), said);
+    await until(() => traffic.counts.ok > 40, 'traffic after the upgrade');
+    const counts = await traffic.stop();
+    t.same(counts.failed, [], `no request failed (${counts.ok} served across the upgrade)`);
+    const now = Number(prop('MainPID'));
+    t.not(now, main, 'systemd follows the new emperor as MAINPID');
+    t.equal(prop('ActiveState'), 'active');
+    t.equal(prop('NRestarts'), '0', 'the unit was not restarted');
+    t.equal(readFileSync(`/proc/${now}/cgroup`, 'utf8').trim(), `0::${prop('ControlGroup')}/supervisor`, 'the new emperor is in the unit\'s leaf (where the old one started it)');
+    const after = JSON.parse(sh(join(CHECKOUT, 'node_modules/.bin/emperor'), 'status', '--json')) as typeof before;
+    t.same(after.map((v) => [v.name, v.pid, v.jail?.shim]), before.map((v) => [v.name, v.pid, v.jail?.shim]), 'the same apps and shims');
+    t.ok(journal(since).some((r) => /^handed over to the new emperor \(pid \d+\)/.test(r.MESSAGE ?? '')), 'the journal says so');
+    // The new emperor answers systemd: a reload reaches it (RELOADING=1, READY=1 from the new MAINPID).
+    sh('systemctl', 'reload', 'emperor.service');
+    await until(() => prop('ActiveState') === 'active' && prop('StatusText') === '3 vassals: 2 running, 1 invalid', 'reloaded by the new emperor');
+  });
+
   t.test('the watchdog: an emperor whose event loop stops is killed and restarted by systemd, and its vassals come back', async (t) => {
     installUnit({ watchdog: `WatchdogSec=${Math.round(5 * Math.min(SCALE, 4))}s` });
     sh('systemctl', 'restart', 'emperor.service');
@@ -141,7 +165,9 @@ if (requireSystemdGuest(t)) {
     t.not(Number(prop('MainPID')), first, 'a new emperor');
     const newApp = await get('alice');
     t.match(newApp, /^alice/, 'alice answers again');
-    t.not(newApp, oldApp, 'from a new app (no adoption yet: issue 11)');
+    // KillMode=mixed: a crashed emperor's jails are killed with it under systemd 252 (a restarted main process
+    // cannot join a delegated cgroup whose subtree still runs: 219/CGROUP; docs/decisions.md, issue 11).
+    t.not(newApp, oldApp, 'from a new app (systemd 252 cannot restart into a cgroup with live jails)');
     t.equal(prop('Result'), 'success', 'the unit is fine again');
   });
 
