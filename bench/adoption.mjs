@@ -6,6 +6,7 @@
 // Usage: node bench/adoption.mjs [N]   (default 500)
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { join } from 'node:path';
 import { now, ping, sleep } from './lib.mjs';
 
@@ -13,11 +14,11 @@ const N = Number(process.argv[2] ?? 500);
 const ROOT = '/tmp/emperor-bench-adopt';
 const EMPEROR = join(process.cwd(), 'node_modules/.bin/emperor');
 rmSync(ROOT, { recursive: true, force: true });
-const until = async (pred, limitMs = 600_000) => {
+const until = async (pred, limitMs = 600_000, everyMs = 5) => {
   const start = now();
   while (!(await pred())) {
     if (now() - start > limitMs) return Infinity;
-    await sleep(5);
+    await sleep(everyMs);
   }
   return now() - start;
 };
@@ -42,7 +43,17 @@ const sockOf = { ours: (n) => join(ours.run, 'vassals', n, 'app.sock'), uwsgi: (
 const cgroupParent = `emperor-bench-${process.pid}`;
 const startOurs = () => spawn(EMPEROR, [ours.dir, '--run-dir', ours.run, '--log-dir', join(ROOT, 'ours', 'log'), '--cgroup-parent', cgroupParent], { stdio: ['ignore', 'pipe', 'ignore'] });
 const startUwsgi = () => spawn('uwsgi', ['--emperor', uw.dir, '--emperor-use-clone', 'fs,ipc,uts,pid,net', '--disable-logging'], { stdio: 'ignore' });
-const vassalsOf = () => JSON.parse(execFileSync(EMPEROR, ['status', '--json', '--run-dir', ours.run], { encoding: 'utf8' }));
+/** GET /vassals on the emperor's control socket, in this process (a CLI per poll would cost a Node start). */
+const vassalsOf = () =>
+  new Promise((resolve, reject) => {
+    const req = request({ socketPath: join(ours.run, 'control.sock'), path: '/vassals', agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`HTTP ${res.statusCode}`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 
 /** Requests through every vassal's socket, 16 at a time, until stopped; failures counted. */
 const load = (s) => {
@@ -59,7 +70,7 @@ const results = {};
 for (const s of ['ours', 'uwsgi']) {
   let proc = s === 'ours' ? startOurs() : startUwsgi();
   const up = await until(() => allAnswer(names.map(sockOf[s])));
-  const before = s === 'ours' ? vassalsOf() : undefined;
+  const before = s === 'ours' ? await vassalsOf() : undefined;
   const traffic = load(s);
   await sleep(1000);
   const served = traffic.counts.ok;
@@ -75,24 +86,36 @@ for (const s of ['ours', 'uwsgi']) {
       log += d.toString();
       if (ready === Infinity && log.includes('first scan done')) ready = now() - t0;
     });
-    // Adopted: every vassal running with the app pid it had (none restarted).
+    // Adopted: the first scan is done (every file's vassal adopted, READY=1), then checked once: every
+    // vassal running with the app pid it had. (Polling /vassals meanwhile would load the emperor: each
+    // answer reads 500 vassals' cgroup usage.)
+    await until(() => ready !== Infinity, 600_000, 2);
     const pids = new Map(before.map((v) => [v.name, v.pid]));
-    adopted = await until(() => {
-      try {
-        const vs = vassalsOf();
-        return vs.length === N && vs.every((v) => v.state === 'running' && v.pid === pids.get(v.name));
-      } catch {
-        return false;
-      }
-    });
+    const vs = await vassalsOf();
+    const same = vs.filter((v) => v.state === 'running' && v.pid === pids.get(v.name)).length;
+    if (vs.length !== N || same !== N) throw new Error(`after the first scan: ${same} of ${vs.length} vassals running with their app pid, expected ${N}`);
+    adopted = ready;
   }
   const answering = await until(() => allAnswer(names.map(sockOf[s])));
   await sleep(1000);
   const counts = await traffic.stop();
   results[s] = { up, adopted, ready, answering: answering === Infinity ? Infinity : now() - t0 - 1000, failed: counts.failed, ok: counts.ok, servedBefore: served };
   if (s === 'ours') {
-    const after = vassalsOf();
+    const after = await vassalsOf();
     results[s].restarted = after.filter((v) => v.pid !== before.find((b) => b.name === v.name)?.pid).length;
+    // Once more without the request load: the adoption alone.
+    proc.kill('SIGKILL');
+    await new Promise((r) => proc.once('exit', r));
+    const t1 = now();
+    proc = startOurs();
+    let quiet = Infinity;
+    let text = '';
+    proc.stdout.on('data', (d) => {
+      text += d.toString();
+      if (quiet === Infinity && text.includes('first scan done')) quiet = now() - t1;
+    });
+    await until(() => quiet !== Infinity, 600_000, 2);
+    results[s].adoptedQuiet = quiet;
   }
   proc.kill(s === 'ours' ? 'SIGTERM' : 'SIGINT');
   await new Promise((r) => proc.once('exit', r));
@@ -102,8 +125,8 @@ rmSync(ROOT, { recursive: true, force: true });
 const fmt = (v) => (v === Infinity ? '-' : Math.round(v));
 console.log(`| ${N} running vassals, the emperor SIGKILLed and started again | ours | uWSGI |`);
 console.log('|---|---|---|');
-console.log(`| new emperor started -> every vassal adopted, same app pids (ms) | ${fmt(results.ours.adopted)} | (its vassals died with it) |`);
-console.log(`| new emperor started -> its first scan done, READY=1 (ms) | ${fmt(results.ours.ready)} | |`);
+console.log(`| new emperor started -> every vassal adopted (first scan done, READY=1; then checked: all running, same app pids) (ms) | ${fmt(results.ours.adopted)} | (its vassals died with it) |`);
+console.log(`| the same without the request load (ms) | ${fmt(results.ours.adoptedQuiet)} | |`);
 console.log(`| new emperor started -> every vassal answering (ms) | ${fmt(results.ours.answering)} | ${fmt(results.uwsgi.answering)} |`);
 console.log(`| requests failed under load (16 at a time across all ${N}) | ${results.ours.failed} of ${results.ours.failed + results.ours.ok} | ${results.uwsgi.failed} of ${results.uwsgi.failed + results.uwsgi.ok} |`);
 console.log(`| apps restarted | ${results.ours.restarted} | ${N} |`);

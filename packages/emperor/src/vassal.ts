@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { formatProblem, type CheckResult, type CronSpec, type VassalSpec } from '@emperor/config';
 import { isEmperorError } from '@emperor/errors';
-import { Jail, type Hierarchy, type ShimProcess } from '@emperor/jail';
+import { Jail, limitsOf, type Hierarchy, type ShimProcess } from '@emperor/jail';
 import { PtyRouter } from '@emperor/pty';
 import type { Logger } from 'pino';
 import { isDeepStrictEqual } from 'node:util';
@@ -103,6 +103,7 @@ export class Vassal {
   #homeWarned = false;
   /** Handed over to the next emperor ({@link detach}): nothing more is saved or started. */
   #detached = false;
+  #persistQueued = false;
   /** The jail a teardown is stopping (no longer `jail`), for {@link kill}. */
   #stoppingJail: Jail | undefined;
 
@@ -127,6 +128,16 @@ export class Vassal {
    * nothing (the next emperor starts it afresh). Never throws: a full disk costs the history, not the vassal.
    */
   #persist(): void {
+    // Once a turn of the event loop, however many changes it made (a spawn is three).
+    if (this.#persistQueued || this.#ctx.states === undefined) return;
+    this.#persistQueued = true;
+    setImmediate(() => {
+      this.#persistQueued = false;
+      this.#persistNow();
+    });
+  }
+
+  #persistNow(): void {
     const states = this.#ctx.states;
     if (states === undefined || this.#detached) return;
     try {
@@ -344,7 +355,7 @@ export class Vassal {
   async detach(): Promise<void> {
     this.#abortWaits();
     await this.#enqueue(async () => {
-      this.#persist();
+      this.#persistNow();
       this.#detached = true;
       if (this.#timer !== undefined) clearTimeout(this.#timer);
       this.#cron?.stop();
@@ -818,5 +829,4 @@ export class Vassal {
   }
 }
 
-const limitsOf = (s: VassalSpec) => ({ memoryBytes: s.memoryLimitBytes, cpuPercent: s.cpuLimitPercent, cpuWeight: s.cpuWeight, pids: s.pidsLimit, raw: s.cgroupOpts });
 

@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, rmdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { VassalSpec } from '@emperor/config';
 import { EmperorError } from '@emperor/errors';
 import { detectHierarchies, SUPERVISOR_LEAF, type Hierarchy } from './cgroup-detect.js';
 
@@ -11,6 +12,9 @@ export interface CgroupLimits {
   pids?: number | undefined;
   raw?: Array<{ file: string; value: string }>;
 }
+
+/** A vassal's cgroup limits, from its spec: the one place the keys map to the cgroup files' values. */
+export const limitsOf = (s: VassalSpec): CgroupLimits => ({ memoryBytes: s.memoryLimitBytes, cpuPercent: s.cpuLimitPercent, cpuWeight: s.cpuWeight, pids: s.pidsLimit, raw: s.cgroupOpts });
 
 /** What a jail uses now. */
 export interface CgroupUsage {

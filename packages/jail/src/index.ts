@@ -1,6 +1,6 @@
 export { detectHierarchies } from './cgroup-detect.js';
 export type { CgroupSources, Controller, Hierarchy } from './cgroup-detect.js';
-export { JailCgroups, removeCgroupParent } from './cgroups.js';
+export { JailCgroups, limitsOf, removeCgroupParent } from './cgroups.js';
 export type { CgroupLimits, CgroupUsage } from './cgroups.js';
 export { helperArgsInEnv, helperArgsOnFd, helperPath, sendHelperArgs } from './helper.js';
 export { controlPathOf, Jail } from './jail.js';

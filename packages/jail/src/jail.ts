@@ -5,7 +5,7 @@ import type { VassalSpec } from '@emperor/config';
 import { EmperorError, isEmperorError } from '@emperor/errors';
 import { spawn } from 'node:child_process';
 import type { Hierarchy } from './cgroup-detect.js';
-import { JailCgroups, type CgroupUsage } from './cgroups.js';
+import { JailCgroups, limitsOf, type CgroupUsage } from './cgroups.js';
 import { helperArgsOnFd, helperPath, processEnd, sendHelperArgs } from './helper.js';
 import { mountArgs } from './layout.js';
 import { JailProcess, startArgs, type ExecOptions, type StartOptions } from './jail-process.js';
@@ -208,7 +208,7 @@ export class Jail {
     const controlPath = controlPathOf(options.controlDir, spec.name);
     const cgroups = JailCgroups.create(spec.name, options.cgroupParent ?? 'emperor', options.hierarchies);
     try {
-      cgroups.apply({ memoryBytes: spec.memoryLimitBytes, cpuPercent: spec.cpuLimitPercent, cpuWeight: spec.cpuWeight, pids: spec.pidsLimit, raw: spec.cgroupOpts });
+      cgroups.apply(limitsOf(spec));
       const s = options.socket;
       if (s !== undefined && (isAbsolute(s.path) || s.path.split('/').includes('..'))) {
         throw new EmperorError('EMPEROR_ERR_JAIL_SETUP', `jail ${spec.name}: expected a socket path relative to the run dir, got ${s.path}`);
