@@ -45,7 +45,15 @@ export const runDaemon = async (argv: string[]): Promise<number> => {
   }
   let emperor = new Emperor({ ...settings, log });
   // Started by an emperor handing over to us (SIGUSR2, an upgrade): it waits on fd 3 for our first scan.
-  const handedFrom = process.env.EMPEROR_HANDOVER_FD === undefined ? undefined : new Socket({ fd: Number(process.env.EMPEROR_HANDOVER_FD), readable: true, writable: true });
+  let handedFrom: Socket | undefined;
+  if (process.env.EMPEROR_HANDOVER_FD !== undefined) {
+    try {
+      handedFrom = new Socket({ fd: Number(process.env.EMPEROR_HANDOVER_FD), readable: true, writable: true });
+    } catch (err) {
+      // Set by hand, or inherited without its fd: a plain start.
+      log.warn({ err: (err as Error).message }, `EMPEROR_HANDOVER_FD=${process.env.EMPEROR_HANDOVER_FD}: expected the socket of an emperor handing over, got none; starting on its own`);
+    }
+  }
   delete process.env.EMPEROR_HANDOVER_FD;
   const previous = handedFrom === undefined ? undefined : handoverPeer(handedFrom);
   // A supervisor must not die of one vassal's bad luck: a promise rejection nobody handled is a bug to log,

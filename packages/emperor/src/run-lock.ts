@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { EmperorError } from '@emperor/errors';
 
 /** A process's start time (field 22 of /proc/PID/stat, clock ticks since boot), or undefined if it is gone. */
-const startTime = (pid: number): string | undefined => {
+export const startTime = (pid: number): string | undefined => {
   try {
     // comm may hold spaces and parentheses: fields are counted after the last ')'.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -280,6 +280,16 @@ if (requireJails(t)) {
       p.stderr.on('data', (d: Buffer) => (out += d.toString()));
       p.on('exit', (code) => res({ code, out }));
     });
+    // A lock left by a dead emperor whose pid is now another process's: that process is never signalled.
+    const bystander = spawn('sleep', ['60']);
+    t.teardown(() => bystander.kill('SIGKILL'));
+    const staleRun = join(scratch, 'stale-run');
+    mkdirSync(staleRun);
+    writeFileSync(join(staleRun, 'emperor.pid'), `${bystander.pid} 1\n`);
+    const stale = await cli('upgrade', '--run-dir', staleRun);
+    t.equal(stale.code, 1, `refused: ${stale.out.trim()}`);
+    t.match(stale.out, /emperor\.pid: expected a running emperor, got a lock whose process is gone/);
+    t.ok(running(bystander.pid), 'the process that reused the pid is untouched');
     // A broken upgrade: the new code exits at once. The old emperor takes every jail back.
     install('process.exit(3);');
     const bad = await cli('upgrade', '--run-dir', w.runDir);

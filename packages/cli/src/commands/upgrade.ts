@@ -1,31 +1,13 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { RunLock, startTime } from '@emperor/emperor/run-lock';
 import { EmperorError } from '@emperor/errors';
 import { callDaemon } from '../control-client.js';
 import { EXIT, type Io } from '../io.js';
 
 /** As long as the daemon gives a new emperor to adopt every jail, and a little more. */
 const WAIT_MS = 130_000;
-
-/** The pid RUN/emperor.pid names (pid and start time), or undefined. */
-const lockHolder = (runDir: string): number | undefined => {
-  try {
-    const pid = Number(readFileSync(join(runDir, 'emperor.pid'), 'utf8').trim().split(' ')[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-};
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 /**
  * `emperor upgrade [--run-dir DIR]`: the running emperor hands every jail over to a newly started one (the
@@ -35,10 +17,15 @@ const alive = (pid: number): boolean => {
 export const upgrade = async (args: string[], io: Io): Promise<number> => {
   const { values } = parseArgs({ args, options: { 'run-dir': { type: 'string' } } });
   const runDir = values['run-dir'] ?? '/run/emperor';
-  const old = lockHolder(runDir);
-  if (old === undefined || !alive(old)) {
-    throw new EmperorError('EMPEROR_ERR_CONTROL', `${join(runDir, 'emperor.pid')}: expected a running emperor, got ${old === undefined ? 'none' : `pid ${old}, not running`}`, { hint: 'start it (systemctl start emperor); an upgrade needs one to hand over' });
+  // The lock names the emperor by pid and start time: a pid reused since by another process is never
+  // signalled (SIGUSR2 would end it).
+  const lock = join(runDir, 'emperor.pid');
+  const old = RunLock.holder(lock);
+  if (old === undefined) {
+    throw new EmperorError('EMPEROR_ERR_CONTROL', `${lock}: expected a running emperor, got ${existsSync(lock) ? 'a lock whose process is gone' : 'none'}`, { hint: 'start it (systemctl start emperor); an upgrade needs one to hand over' });
   }
+  const started = startTime(old);
+  const alive = (pid: number): boolean => startTime(pid) === started;
   // The old emperor writes how it went to RUN/upgrade.json.
   const result = join(runDir, 'upgrade.json');
   rmSync(result, { force: true });
@@ -60,7 +47,7 @@ export const upgrade = async (args: string[], io: Io): Promise<number> => {
     const r = alive(old) ? undefined : await callDaemon(runDir, 'GET', '/vassals').catch(() => undefined);
     if (r?.status === 200) {
       const vassals = JSON.parse(r.body) as Array<{ state: string }>;
-      io.stdout.write(`emperor: handed over from pid ${old} to pid ${outcome.to ?? lockHolder(runDir)}: ${vassals.length} vassals, ${vassals.filter((v) => v.state === 'running').length} running, none restarted\n`);
+      io.stdout.write(`emperor: handed over from pid ${old} to pid ${outcome.to ?? RunLock.holder(lock) ?? '?'}: ${vassals.length} vassals, ${vassals.filter((v) => v.state === 'running').length} running, none restarted\n`);
       return EXIT.ok;
     }
     await new Promise((r) => setTimeout(r, 100));
