@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the host suite again on another Node.js major (default 24; the main run uses the machine's node, 20):
 # Node's own binary from the npm registry (the `node` package), cached outside the clone, and a copy of the
-# built checkout whose native addons are rebuilt for that Node's ABI (node-pty is N-API and needs nothing;
-# sd-notify is built against V8's). Arguments go to tap. Exit status: tap's, or the leak check's.
+# built checkout whose native addons are rebuilt for that Node's ABI (native/build/emperor-fd.node is
+# Node-API and needs nothing; sd-notify is built against V8's). Arguments go to tap. Exit status: tap's, or the leak check's.
 #   scripts/node-other.sh [tap args]       EMPEROR_NODE_MAJOR=24 (default), EMPEROR_NODE_CACHE
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +38,7 @@ tar -C "$checkout" --exclude=./.git --exclude=./.tap --exclude=./.vm-results -cf
 cd "$work"
 export PATH="$node_dir/bin:$PATH"
 npm_config_nodedir=$headers npm rebuild sd-notify --no-audit --no-fund --loglevel=error >/dev/null || die "npm rebuild for Node $version failed"
-node -e 'require("sd-notify"); require("node-pty")' || die "the native addons do not load in Node $version"
+node -e 'require("sd-notify"); require("./native/build/emperor-fd.node")' || die "the native addons do not load in Node $version"
 
 log "running the suite on Node $version"
 set +e

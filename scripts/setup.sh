@@ -9,7 +9,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "run as root: Emperor builds jails (namespaces, cgroups) and installs Debian packages"
 
-# Debian packages: the C helper's toolchain and libseccomp; node-gyp's needs (node-pty); the peers and tools
+# Debian packages: the C helper's toolchain and libseccomp; node-gyp's needs (sd-notify); the peers and tools
 # the tests and benchmarks run against (uWSGI, bubblewrap, OpenSSH, rsync, iproute2).
 # The list is in scripts/debian-packages.txt (the VM image installs the same ones).
 mapfile -t DEBS < <(grep -v '^#' scripts/debian-packages.txt | tr -s ' ' '\n' | grep -v '^$')

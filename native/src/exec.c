@@ -50,17 +50,22 @@ static void arrange_fds(int *fds, int n)
 		die_errno("close_range");
 }
 
-static void open_pty(int *master, char *slave, size_t len)
+static void open_pty(int *master, int *slave, uid_t uid)
 {
 	set_step("allocate a pty");
 	/* After setns(mnt), /dev/pts/ptmx is the jail's own devpts instance: the tty exists inside the jail. */
 	*master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (*master < 0)
 		die_errno("open /dev/pts/ptmx");
-	int unlock = 0, n = -1;
-	if (ioctl(*master, TIOCSPTLCK, &unlock) < 0 || ioctl(*master, TIOCGPTN, &n) < 0)
+	int unlock = 0;
+	if (ioctl(*master, TIOCSPTLCK, &unlock) < 0)
 		die_errno("unlock the pty");
-	snprintf(slave, len, "/dev/pts/%d", n);
+	/* The slave by fd, not by a path looked up again. */
+	*slave = ioctl(*master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (*slave < 0)
+		die_errno("open the pty's slave");
+	if (fchown(*slave, uid, (gid_t)-1) < 0 || fchmod(*slave, 0620) < 0)
+		die_errno("chown the pty");
 }
 
 /*
@@ -90,7 +95,7 @@ static int open_notify(const char *path, gid_t gid)
 	return fd;
 }
 
-void become_jailed(const struct exec_spec *spec, int *fds, int n_fds, const char *slave, int sync,
+void become_jailed(const struct exec_spec *spec, int *fds, int n_fds, int slave, int sync,
 		   struct cgroup_set *cgroups, int pidfd)
 {
 	/*
@@ -125,13 +130,12 @@ void become_jailed(const struct exec_spec *spec, int *fds, int n_fds, const char
 	set_step("setsid");
 	if (setsid() < 0)
 		die_errno("setsid");
-	if (slave) {
-		set_step("open the pty");
-		int s = open(slave, O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (s < 0 || ioctl(s, TIOCSCTTY, 0) < 0)
-			die_errno("make %s the controlling terminal", slave);
+	if (slave >= 0) {
+		set_step("take the pty");
+		if (ioctl(slave, TIOCSCTTY, 0) < 0)
+			die_errno("make the pty the controlling terminal");
 		for (int fd = 0; fd < 3; fd++)
-			if (dup2(s, fd) < 0)
+			if (dup2(slave, fd) < 0)
 				die_errno("dup2 the pty");
 	}
 	arrange_fds(fds, n_fds);
@@ -208,10 +212,9 @@ void cmd_exec(const struct exec_spec *spec)
 	open_cgroups(spec->cgroups, spec->n_cgroups, &cgroups);
 	set_step("setns");
 	enter_namespaces(pidfd, spec->ns_flags);
-	int master = -1;
-	char slave[64];
+	int master = -1, slave = -1;
 	if (spec->pty)
-		open_pty(&master, slave, sizeof slave);
+		open_pty(&master, &slave, spec->uid);
 	int notify = spec->notify_path ? open_notify(spec->notify_path, spec->gid) : -1;
 	/*
 	 * With a pty, our own stdin is usually a terminal too (ssh's, or the router's): make it raw, so keys
@@ -246,8 +249,10 @@ void cmd_exec(const struct exec_spec *spec)
 			close(master);
 		if (notify >= 0)
 			close(notify);
-		become_jailed(spec, fds, n_fds, spec->pty ? slave : NULL, sync[1], &cgroups, pidfd);
+		become_jailed(spec, fds, n_fds, slave, sync[1], &cgroups, pidfd);
 	}
+	if (slave >= 0)
+		close(slave); /* the child's alone: its exit is then the master's EIO */
 	bool born_in_cgroup = cgroups.born;
 	close(pidfd);
 	close(sync[1]);

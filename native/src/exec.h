@@ -7,7 +7,8 @@ struct cgroup_set;
 /*
  * In the child that becomes the jailed process, already in the jail's pid namespace: joins the cgroups left
  * in `cgroups` (v1), the jail's cgroup namespace (pidfd: the init), drops every privilege and execs. `sync`
- * gets the jail pid, then (only if exec fails) the errno. Shared by `exec` and the shim.
+ * gets the jail pid, then (only if exec fails) the errno; `slave` (a pty's, or -1) becomes its stdio and
+ * controlling terminal. Shared by `exec` and the shim.
  */
-__attribute__((noreturn)) void become_jailed(const struct exec_spec *spec, int *fds, int n_fds, const char *slave, int sync,
+__attribute__((noreturn)) void become_jailed(const struct exec_spec *spec, int *fds, int n_fds, int slave, int sync,
 					     struct cgroup_set *cgroups, int pidfd);

@@ -286,40 +286,6 @@ static char **args_from_fd(char *command, const char *fd_text, int *argc)
 	return args;
 }
 
-/*
- * `--args-env`: the same NUL-separated arguments, hex-encoded in EMPEROR_JAIL_ARGS, for a spawner that can
- * give us no extra fd (node-pty). Our environment is readable by root alone (/proc/PID/environ of a root
- * process), is removed at once, and is never what the command in the jail gets.
- */
-static char **args_from_env(char *command, int *argc)
-{
-	const char *hex = getenv("EMPEROR_JAIL_ARGS");
-	size_t n = hex ? strlen(hex) : 0;
-	if (n == 0 || n % 2)
-		die("--args-env: expected EMPEROR_JAIL_ARGS to hold hex-encoded arguments, got %zu characters", n);
-	int p[2];
-	if (pipe2(p, O_CLOEXEC) < 0)
-		die_errno("pipe");
-	char *bytes = malloc(n / 2);
-	if (!bytes)
-		die("--args-env: out of memory");
-	for (size_t i = 0; i < n / 2; i++) {
-		unsigned v;
-		if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-			die("--args-env: expected hex digits in EMPEROR_JAIL_ARGS");
-		bytes[i] = (char)v;
-	}
-	unsetenv("EMPEROR_JAIL_ARGS");
-	/* One parser for both forms: the decoded bytes go through a pipe (at most 64 KiB: an env string is 128 KiB). */
-	if (!write_all(p[1], bytes, n / 2))
-		die_errno("pass the arguments on");
-	close(p[1]);
-	free(bytes);
-	char fd_text[16];
-	snprintf(fd_text, sizeof fd_text, "%d", p[0]);
-	return args_from_fd(command, fd_text, argc);
-}
-
 /* The command line the kernel shows for us (ps, /proc/PID/cmdline), from argv[0] to the end of the last. */
 static char *cmdline_start, *cmdline_end;
 
@@ -345,8 +311,6 @@ int main(int argc, char **argv)
 	bool known = argc >= 3 && (!strcmp(argv[1], "create") || !strcmp(argv[1], "exec"));
 	if (known && argc == 4 && !strcmp(argv[2], "--args-fd"))
 		argv = args_from_fd(argv[1], argv[3], &argc);
-	else if (known && argc == 3 && !strcmp(argv[2], "--args-env"))
-		argv = args_from_env(argv[1], &argc);
 	if (argc >= 2 && !strcmp(argv[1], "--version")) {
 		puts("emperor-jail " VERSION);
 		return 0;

@@ -12,6 +12,12 @@
  *   stop                                     end the jail: its init, so every process in it
  * Events (shim -> emperor): one JSON object per line: spawn, error, notify, output, exit (of a process,
  * with "id"), state, proc, state-end, and exit without "id" when the jail has ended.
+ *
+ * A connection becomes the emperor's (replacing an older one) with its first request. One whose first
+ * request is
+ *   pty ID ROWS COLS [exec options] -- COMMAND   the same as start, on a new pty of the jail's devpts
+ * is not the emperor's: it gets one line back ({"event":"pty",...} with the pty's master fd attached,
+ * SCM_RIGHTS, or {"event":"error",...}) and is closed; the process is then reported like any other.
  */
 #include "shim.h"
 #include "exec.h"
@@ -28,11 +34,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +52,8 @@
 #define MAX_REQUEST (1 << 20)
 #define MAX_OUT (1 << 20) /* unsent events for the emperor; past it the emperor is too slow and is dropped */
 #define CHUNK 16384
+#define MAX_PENDING 4               /* connections that have not said yet what they are */
+#define MAX_PTY_REQUEST (256 << 10) /* a pty request's words (the vassal's env is most of it) */
 
 enum sink_kind { SINK_NULL, SINK_EMPEROR, SINK_LOG };
 
@@ -85,7 +99,17 @@ struct proc {
 #define OUT_PIECE 2046 /* bytes of output per event: a multiple of 3 (no base64 padding inside a stream) */
 
 static struct proc procs[MAX_PROCS];
-static int control = -1, client = -1, run_dir_fd = -1;
+static int control = -1, client = -1, run_dir_fd = -1, devpts_fd = -1;
+/* Where report_error goes instead of the emperor's connection (a pty request's own connection), or -1. */
+static int error_to = -1;
+
+/* A connection accepted and not yet known: the emperor's next connection, or a pty request. */
+struct pending {
+	int fd; /* -1: a free slot */
+	char *buf;
+	size_t len;
+};
+static struct pending pend[MAX_PENDING] = { { -1, NULL, 0 }, { -1, NULL, 0 }, { -1, NULL, 0 }, { -1, NULL, 0 } };
 static char *inbuf, *outbuf;
 static size_t inlen, outlen;
 static const struct create_spec *cspec;
@@ -149,6 +173,14 @@ static void report_error(const char *id, int err, const char *message)
 {
 	char qid[160], qmsg[2200];
 	const char *name = err ? strerrorname_np(err) : NULL;
+	if (error_to >= 0) {
+		char line[4096];
+		int n = snprintf(line, sizeof line, "{\"event\":\"error\",\"id\":%s,\"errno\":%d,\"error\":\"%s\",\"message\":%s}\n",
+				 quoted(qid, sizeof qid, id), err, name ? name : "", quoted(qmsg, sizeof qmsg, message));
+		if (n > 0 && (size_t)n < sizeof line)
+			(void)!send(error_to, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		return;
+	}
 	event("\"event\":\"error\",\"id\":%s,\"errno\":%d,\"error\":\"%s\",\"message\":%s", quoted(qid, sizeof qid, id), err,
 	      name ? name : "", quoted(qmsg, sizeof qmsg, message));
 }
@@ -333,19 +365,54 @@ static void set_nonblock(int fd)
 		die_errno("O_NONBLOCK");
 }
 
-static void start_process(int argc, char **argv)
+/* A new pty of the jail's own devpts, its window size set: the master, and its slave through TIOCGPTPEER. */
+static int open_pty(int rows, int cols, uid_t uid, int *slave)
 {
-	if (argc < 2 || !argv[1][0] || strlen(argv[1]) >= sizeof procs[0].id)
-		return report_error(argc >= 2 ? argv[1] : "", EINVAL, "start: expected an id of 1 to 63 bytes");
+	set_step("allocate a pty");
+	if (devpts_fd < 0)
+		die_with(ENOTTY, EXIT_SETUP, "the jail has no devpts of its own");
+	/* No path is resolved in the jail: ptmx of the devpts fd opened when the jail was built, the slave by fd. */
+	int master = openat(devpts_fd, "ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
+	if (master < 0)
+		die_errno("open the jail's /dev/pts/ptmx");
+	int unlock = 0;
+	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0 || ioctl(master, TIOCSWINSZ, &ws) < 0)
+		die_errno("unlock the pty");
+	*slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (*slave < 0)
+		die_errno("open the pty's slave");
+	/* The customer's terminal is theirs, group tty, as sshd leaves it (mesg, write and script look). */
+	if (fchown(*slave, uid, (gid_t)-1) < 0 || fchmod(*slave, 0620) < 0)
+		die_errno("chown the pty");
+	set_nonblock(master);
+	return master;
+}
+
+/*
+ * start (pty: NULL) or pty: forks the process `argv[1]` and tracks it. With `pty`, its stdio is a new pty
+ * whose master goes to *pty (the caller sends it on); otherwise its output goes to the sink of --out.
+ * Failures are reported (to the emperor, or to error_to) and leave nothing behind; false then.
+ */
+static bool spawn_process(int argc, char **argv, int first, int rows, int cols, int *pty)
+{
+	if (argc < 2 || !argv[1][0] || strlen(argv[1]) >= sizeof procs[0].id) {
+		report_error(argc >= 2 ? argv[1] : "", EINVAL, "start: expected an id of 1 to 63 bytes");
+		return false;
+	}
 	const char *id = argv[1];
 	struct proc *p = find(id);
-	if (p)
-		return report_error(id, EEXIST, "start: a process with that id is known already (forget it first)");
+	if (p) {
+		report_error(id, EEXIST, "start: a process with that id is known already (forget it first)");
+		return false;
+	}
 	for (int i = 0; i < MAX_PROCS && !p; i++)
 		if (!procs[i].used)
 			p = &procs[i];
-	if (!p)
-		return report_error(id, EAGAIN, "start: the shim holds as many processes as it can");
+	if (!p) {
+		report_error(id, EAGAIN, "start: the shim holds as many processes as it can");
+		return false;
+	}
 	memset(p, 0, sizeof *p);
 	p->used = true;
 	p->out[0] = p->out[1] = p->sync = p->status = p->notify = p->sink.fd = -1;
@@ -353,6 +420,7 @@ static void start_process(int argc, char **argv)
 	static struct exec_spec spec;
 	memset(&spec, 0, sizeof spec);
 	int pipes[4][2] = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } }; /* stdout, stderr, sync, status */
+	int master = -1, slave = -1;
 	jmp_buf j;
 	if (setjmp(j)) {
 		report_error(p->id, caught_errno(), caught_message());
@@ -360,14 +428,18 @@ static void start_process(int argc, char **argv)
 			close_fd(&pipes[k][0]);
 			close_fd(&pipes[k][1]);
 		}
+		close_fd(&master);
+		close_fd(&slave);
 		release(p);
-		return;
+		return false;
 	}
 	die_catch(&j);
 	set_step("start");
-	parse_exec_args(argc, argv, 2, &spec);
+	parse_exec_args(argc, argv, first, &spec);
 	if (spec.pty || spec.socket_pid || spec.n_pass_fds || spec.init_pid)
 		die("start: --pty, --socket-from, --pass-fd and --init are the exec helper's, not the shim's");
+	if (pty && (spec.out || spec.shim_socket || spec.notify_path))
+		die("pty: --out, --socket and --notify are start's alone (the pty is the process's stdio)");
 	sink_parse(spec.out, &p->sink);
 	int fds[1], n_fds = 0;
 	if (spec.shim_socket) {
@@ -382,7 +454,9 @@ static void start_process(int argc, char **argv)
 		snprintf(notify_path, sizeof notify_path, "/run/%s", spec.notify_path);
 		spec.notify_path = notify_path;
 	}
-	for (int k = 0; k < 4; k++)
+	if (pty)
+		master = open_pty(rows, cols, spec.uid, &slave);
+	for (int k = pty ? 2 : 0; k < 4; k++)
 		if (pipe2(pipes[k], O_CLOEXEC) < 0)
 			die_errno("pipe");
 	set_step("fork");
@@ -393,7 +467,8 @@ static void start_process(int argc, char **argv)
 	if (pid == 0) {
 		/* In the jail's pid namespace and cgroups already (the shim's); the rest is exec's child. */
 		int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (null < 0 || dup2(null, 0) < 0 || dup2(pipes[0][1], 1) < 0 || dup2(pipes[1][1], 2) < 0)
+		int out = pty ? null : pipes[0][1], err = pty ? null : pipes[1][1];
+		if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
 			_exit(EXIT_SETUP);
 		status_set_fd(pipes[3][1]); /* what goes wrong from here on is reported, with its step and errno */
 		set_step("reset the OOM score");
@@ -405,9 +480,10 @@ static void start_process(int argc, char **argv)
 		if (setns(jail->init_pidfd, spec.ns_flags & ~CLONE_NEWPID) < 0)
 			die_errno("setns into the jail");
 		struct cgroup_set none = { .into = -1, .n_procs = 0, .born = true };
-		become_jailed(&spec, fds, n_fds, NULL, pipes[2][1], &none, jail->init_pidfd);
+		become_jailed(&spec, fds, n_fds, slave, pipes[2][1], &none, jail->init_pidfd);
 	}
-	for (int k = 0; k < 4; k++) {
+	close_fd(&slave);
+	for (int k = pty ? 2 : 0; k < 4; k++) {
 		close(pipes[k][1]);
 		set_nonblock(pipes[k][0]);
 	}
@@ -417,6 +493,65 @@ static void start_process(int argc, char **argv)
 	p->out[1] = pipes[1][0];
 	p->sync = pipes[2][0];
 	p->status = pipes[3][0];
+	if (pty)
+		*pty = master;
+	return true;
+}
+
+static void start_process(int argc, char **argv)
+{
+	(void)spawn_process(argc, argv, 2, 0, 0, NULL);
+}
+
+/* A decimal number, or -1. */
+static long number(const char *text)
+{
+	char *end;
+	errno = 0;
+	long v = strtol(text, &end, 10);
+	return errno || end == text || *end ? -1 : v;
+}
+
+/*
+ * A pty request on its own connection: the process starts like any other (its spawn and exit go to the
+ * emperor's connection), and the pty's master goes back on this one, with the process's pid.
+ */
+static void pty_request(int fd, char *buf, size_t len)
+{
+	static char *argv[8194];
+	int argc = 0;
+	for (size_t at = 0; at < len && argc < 8192; at += strlen(buf + at) + 1)
+		argv[argc++] = buf + at;
+	argv[argc] = NULL;
+	error_to = fd;
+	long rows = argc > 3 ? number(argv[2]) : -1;
+	long cols = argc > 3 ? number(argv[3]) : -1;
+	int master = -1;
+	if (argc < 5 || rows < 1 || rows > 1000 || cols < 1 || cols > 1000) {
+		report_error(argc > 1 ? argv[1] : "", EINVAL, "pty: expected pty ID ROWS COLS (1 to 1000) [options] -- COMMAND");
+	} else {
+		/* argv[1] is the id; options start after ROWS and COLS, so the id moves next to them. */
+		argv[3] = argv[1];
+		if (spawn_process(argc - 2, argv + 2, 2, (int)rows, (int)cols, &master)) {
+			struct proc *p = find(argv[3]);
+			char line[256], qid[160];
+			int n = snprintf(line, sizeof line, "{\"event\":\"pty\",\"id\":%s,\"pid\":%d}\n", quoted(qid, sizeof qid, argv[3]),
+					 p ? (int)p->pid : 0);
+			char cmsg[CMSG_SPACE(sizeof(int))] = { 0 };
+			struct iovec iov = { line, (size_t)n };
+			struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cmsg, .msg_controllen = sizeof cmsg };
+			struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+			c->cmsg_level = SOL_SOCKET;
+			c->cmsg_type = SCM_RIGHTS;
+			c->cmsg_len = CMSG_LEN(sizeof(int));
+			memcpy(CMSG_DATA(c), &master, sizeof(int));
+			/* The emperor waits for this line: a full socket buffer is impossible for one small line. */
+			if (sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && p && !p->exited)
+				kill(-p->pid, SIGHUP); /* nobody holds the pty: the session is over before it began */
+			close(master);
+		}
+	}
+	error_to = -1;
 }
 
 /* The sync pipe: the child's jail pid (spawn), then EOF once it has exec'd or died. */
@@ -597,14 +732,9 @@ static void request(char *buf, size_t len)
 	}
 }
 
-static void read_client(void)
+/* The requests complete in inbuf, in order. */
+static void handle_input(void)
 {
-	ssize_t n = recv(client, inbuf + inlen, MAX_REQUEST + 4 - inlen, MSG_DONTWAIT);
-	if (n < 0 && (errno == EINTR || errno == EAGAIN))
-		return;
-	if (n <= 0)
-		return drop_client();
-	inlen += (size_t)n;
 	for (;;) {
 		uint32_t size;
 		if (inlen < 4)
@@ -622,7 +752,18 @@ static void read_client(void)
 	}
 }
 
-/* A newer emperor replaces the older connection; only root may connect (the directory is root's too). */
+static void read_client(void)
+{
+	ssize_t n = recv(client, inbuf + inlen, MAX_REQUEST + 4 - inlen, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0)
+		return drop_client();
+	inlen += (size_t)n;
+	handle_input();
+}
+
+/* Only root may connect (the directory is root's too); what it is, its first request says. */
 static void accept_client(void)
 {
 	int fd = accept4(control, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -634,6 +775,29 @@ static void accept_client(void)
 		close(fd);
 		return;
 	}
+	struct pending *slot = NULL;
+	for (int i = 0; i < MAX_PENDING && !slot; i++)
+		if (pend[i].fd < 0)
+			slot = &pend[i];
+	if (!slot) { /* root's own connections that say nothing: the oldest makes room */
+		slot = &pend[0];
+		close(slot->fd);
+		free(slot->buf);
+	}
+	*slot = (struct pending){ fd, NULL, 0 };
+}
+
+static void pending_done(struct pending *c, bool close_it)
+{
+	if (close_it)
+		close(c->fd);
+	free(c->buf);
+	*c = (struct pending){ -1, NULL, 0 };
+}
+
+/* A newer emperor replaces the older connection, with what it has sent so far. */
+static void promote(struct pending *c)
+{
 	if (client >= 0) {
 		/*
 		 * Told to the older emperor, so it does not connect back (two would take the shim from each other);
@@ -643,7 +807,41 @@ static void accept_client(void)
 		(void)!send(client, note, sizeof note - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 	}
 	drop_client();
-	client = fd;
+	client = c->fd;
+	memcpy(inbuf, c->buf, c->len);
+	inlen = c->len;
+	pending_done(c, false);
+	handle_input();
+}
+
+static void read_pending(struct pending *c)
+{
+	if (!c->buf)
+		c->buf = xcalloc(MAX_PTY_REQUEST + 4, 1);
+	ssize_t n = recv(c->fd, c->buf + c->len, MAX_PTY_REQUEST + 4 - c->len, MSG_DONTWAIT);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0)
+		return pending_done(c, true);
+	c->len += (size_t)n;
+	if (c->len < 8)
+		return;
+	if (memcmp(c->buf + 4, "pty", 4) != 0)
+		return promote(c);
+	uint32_t size;
+	memcpy(&size, c->buf, 4);
+	if (size > MAX_PTY_REQUEST) {
+		error_to = c->fd;
+		report_error("", E2BIG, "pty: the request is larger than 256 KiB (the vassal's env?)");
+		error_to = -1;
+		return pending_done(c, true);
+	}
+	if (c->len < 4 + (size_t)size)
+		return;
+	if (size == 0 || c->buf[4 + size - 1] != '\0')
+		return pending_done(c, true); /* not our framing */
+	pty_request(c->fd, c->buf + 4, size);
+	pending_done(c, true);
 }
 
 static int open_control(const char *path)
@@ -705,6 +903,29 @@ static __attribute__((noreturn)) void end_jail(void)
 	_exit(0);
 }
 
+/*
+ * The jail's devpts, as an O_PATH fd, opened while nothing of the customer's has run yet (the root was just
+ * built by the init), beneath the init's root and through no symlink; -1 if the jail has none.
+ */
+static int open_devpts(pid_t init)
+{
+	char path[64];
+	snprintf(path, sizeof path, "/proc/%d/root", (int)init);
+	int root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		return -1;
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+				.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, root, "dev/pts", &how, sizeof how);
+	close(root);
+	struct statfs st;
+	if (fd >= 0 && (fstatfs(fd, &st) < 0 || st.f_type != DEVPTS_SUPER_MAGIC)) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
 void shim_serve(const struct create_spec *spec, struct shim_jail *j)
 {
 	cspec = spec;
@@ -718,6 +939,7 @@ void shim_serve(const struct create_spec *spec, struct shim_jail *j)
 		if (run_dir_fd < 0)
 			die_errno("open the run dir %s", spec->run_dir);
 	}
+	devpts_fd = open_devpts(j->init);
 	status_event("\"event\":\"ready\",\"shim\":%d,\"init\":%d,\"init_start\":%llu,\"shim_start\":%llu,"
 		     "\"socket_fd\":%d,\"born_in_cgroup\":%s,\"control\":true",
 		     (int)getpid(), (int)j->init, j->init_start, proc_start_time(getpid()), j->listen_fd,
@@ -746,8 +968,9 @@ void shim_serve(const struct create_spec *spec, struct shim_jail *j)
 	if (sfd < 0)
 		die_errno("signalfd");
 	set_step("serve");
-	static struct pollfd pf[3 + MAX_PROCS * 5];
-	static struct { struct proc *p; int kind; } who[3 + MAX_PROCS * 5];
+	enum { FIXED = 3 + MAX_PENDING };
+	static struct pollfd pf[FIXED + MAX_PROCS * 5];
+	static struct { struct proc *p; int kind; } who[FIXED + MAX_PROCS * 5];
 	for (;;) {
 		if (init_gone)
 			end_jail();
@@ -755,6 +978,8 @@ void shim_serve(const struct create_spec *spec, struct shim_jail *j)
 		pf[n++] = (struct pollfd){ sfd, POLLIN, 0 };
 		pf[n++] = (struct pollfd){ control, POLLIN, 0 };
 		pf[n++] = (struct pollfd){ client, (short)(POLLIN | (outlen ? POLLOUT : 0)), 0 };
+		for (int i = 0; i < MAX_PENDING; i++)
+			pf[n++] = (struct pollfd){ pend[i].fd, POLLIN, 0 };
 		for (int i = 0; i < MAX_PROCS; i++) {
 			struct proc *p = &procs[i];
 			if (!p->used)
@@ -793,7 +1018,10 @@ void shim_serve(const struct create_spec *spec, struct shim_jail *j)
 			if (client >= 0 && (pf[2].revents & POLLOUT))
 				flush_client();
 		}
-		for (int i = 3; i < n; i++) {
+		for (int i = 0; i < MAX_PENDING; i++)
+			if (pend[i].fd >= 0 && pf[3 + i].fd == pend[i].fd && (pf[3 + i].revents & (POLLIN | POLLHUP | POLLERR)))
+				read_pending(&pend[i]);
+		for (int i = FIXED; i < n; i++) {
 			if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)) || !who[i].p->used)
 				continue;
 			struct proc *p = who[i].p;

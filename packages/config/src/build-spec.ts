@@ -97,7 +97,7 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     const over = rlimitOverCeiling(r.name, r.value[1], limits);
     if (over !== undefined) problems.push({ code: 'EMPEROR_ERR_CONFIG_LIMIT', file: ctx.file, line: ctx.lines.get('rlimit')?.[i], key: 'rlimit', message: over.message, hint: over.hint });
   });
-  if (problems.length > 0) return { ok: false, problems: problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)) };
+  if (problems.length > 0 || uid === undefined || gid === undefined) return { ok: false, problems: problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)) };
 
   const order = (key: string, i: number): number => ctx.lines.get(key)?.[i] ?? 0;
   const withOrder = <T extends { source: string }>(items: T[]): T[] => {

@@ -26,9 +26,9 @@ export interface VassalSpec {
   command: string[] | undefined;
   chdir: string | undefined;
   env: Record<string, string>;
-  /** Undefined only when the caller allows it (tyrant mode fills them from the file owner). */
-  uid: number | undefined;
-  gid: number | undefined;
+  /** The unprivileged user and group it runs as (in tyrant mode, the file owner's). */
+  uid: number;
+  gid: number;
   /** The host directory mounted read-write as the vassal's home. */
   home: string | undefined;
   socket: SocketSpec | undefined;

@@ -42,7 +42,7 @@ export class AttachedDaemon {
     this.index = index;
     this.spec = spec;
     this.#ctx = ctx;
-    this.#log = logOutput(join(ctx.logDir, ctx.vassal, `daemon-${index}.log`), ctx.spec.gid as number);
+    this.#log = logOutput(join(ctx.logDir, ctx.vassal, `daemon-${index}.log`), ctx.spec.gid);
   }
 
   get pid(): number | undefined {

@@ -301,6 +301,9 @@ export class Vassal {
     const running = processes.filter((p) => p.running).sort((a, b) => seq(a) - seq(b));
     // The previous emperor's helpers (touch watchers, smart-daemon checks) are started again by this one.
     for (const p of running) if (kind(p) === 'touch' || kind(p).startsWith('check-')) p.kill('SIGKILL');
+    // Logins of the previous emperor: it held their terminals (the pty masters), gone with it. A hangup,
+    // as a terminal that closed gives; a shell that ignores it runs on, within the jail's limits.
+    for (const p of running) if (kind(p) === 'pty') p.kill('SIGHUP');
     await this.#openSockets(spec, jail, runDir);
     const saved = this.#ctx.states?.read(this.name);
     this.#daemons = spec.daemons.map((d, i) => new AttachedDaemon(i, d, {
@@ -453,7 +456,7 @@ export class Vassal {
     }
     let proc: ShimProcess;
     try {
-      proc = jail.start('cron', { argv: job.command, env: spec.env, cwd: spec.chdir, output: logOutput(join(this.#ctx.logDir, this.name, 'cron.log'), spec.gid as number) });
+      proc = jail.start('cron', { argv: job.command, env: spec.env, cwd: spec.chdir, output: logOutput(join(this.#ctx.logDir, this.name, 'cron.log'), spec.gid) });
     } catch (e) {
       // The jail stopped between the tick and now: this minute's run is lost, and said so.
       this.#emit('cron', { command: job.command.at(-1), minute: minute.toISOString(), skipped: isEmperorError(e) ? e.describe() : String(e) });
@@ -555,7 +558,7 @@ export class Vassal {
   }
 
   async #build(spec: VassalSpec, event: EventName, signal: AbortSignal): Promise<void> {
-    const gid = spec.gid as number;
+    const gid = spec.gid;
     const socket = spec.socket === undefined ? undefined : { path: spec.socket.path, ...(spec.socket.owner ?? defaultSocketOwner(gid)), mode: spec.socket.mode };
     const slot = this.#ctx.buildSlot ?? ((build) => build());
     const runDir = await slot(async () => {
@@ -601,10 +604,10 @@ export class Vassal {
 
   /** The emperor's sockets in the run dir: the pty router (customers' ssh), the customer control socket. */
   async #openSockets(spec: VassalSpec, jail: Jail, runDir: string): Promise<void> {
-    const gid = spec.gid as number;
+    const gid = spec.gid;
     if (spec.pty) {
       const customers = this.#ctx.customers;
-      const uid = spec.uid as number;
+      const uid = spec.uid;
       this.#router = new PtyRouter(jail, join(runDir, 'pty.sock'), (ev) => this.#ctx.log[ev.event === 'refused' || ev.event === 'bad-client' ? 'warn' : 'info']({ vassal: this.name, ...ev }, `${this.name}: pty ${ev.event}`), {
         maxSessions: spec.ptySessions,
         ...this.#ctx.timeouts,
@@ -616,7 +619,7 @@ export class Vassal {
     }
     if (this.#ctx.customerControl !== undefined) {
       // Seen as /run/control.sock inside the jail: `emperor status`, `logs`, `reload`, `restart` work there.
-      this.#customerControl = this.#ctx.customerControl(this.name, join(runDir, 'control.sock'), spec.uid as number, gid);
+      this.#customerControl = this.#ctx.customerControl(this.name, join(runDir, 'control.sock'), spec.uid, gid);
       await this.#customerControl.listen();
     }
   }
@@ -628,7 +631,7 @@ export class Vassal {
   async #startApp(spec: VassalSpec, signal: AbortSignal): Promise<App | undefined> {
     const jail = this.jail;
     if (jail === undefined || spec.command === undefined) return undefined;
-    const proc = jail.start('app', { argv: spec.command, env: spec.env, cwd: spec.chdir, socket: spec.socket !== undefined, notify: spec.ready === 'notify', output: logOutput(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid as number) });
+    const proc = jail.start('app', { argv: spec.command, env: spec.env, cwd: spec.chdir, socket: spec.socket !== undefined, notify: spec.ready === 'notify', output: logOutput(join(this.#ctx.logDir, this.name, 'app.log'), spec.gid) });
     const app: App = { proc, pid: undefined, startedAt: Date.now(), oomKills: jail.usage().oomKills };
     this.#watchApp(app);
     // Its whole process group, through the shim.

@@ -144,6 +144,28 @@ print('planted'); sys.stdout.flush()
     t.notOk(existsSync(logins), 'the emperor\'s stop removes the login directory');
   });
 
+  t.test('the shim hands the pty master to the emperor: the jail holds only its terminal, the customer owns it, sessions leave no fd behind', async (t) => {
+    const e = await startEmperor(t);
+    e.write('pm.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');
+    await e.waitFor((x) => x.vassal === 'pm' && x.event === 'spawned');
+    const path = e.socketOf('pm', 'pty.sock');
+    const fds = () => readdirSync('/proc/self/fd').length;
+    // Input sent at once, before the shell is even up, is kept and reaches it.
+    const fast = await session(path, [type('echo FAST-$((40+2)); exit\r')], 3000, 0);
+    t.match(fast, /FAST-42/, 'keys typed before the shell started reach it');
+    const before = fds();
+    for (let i = 0; i < 10; i++) await session(path, [type('exit\r')], 3000, 0);
+    // Each session's master was the emperor's fd: every one is closed once its session ended.
+    await new Promise((r) => setTimeout(r, 300));
+    t.ok(fds() <= before, `the emperor's fds after 10 sessions: ${fds()}, before: ${before}`);
+    const out = await session(path, [
+      // The customer, hunting for the master (or anything of the shim's) in every process of the jail.
+      type('stat -c "OWNER=%U MODE=%a" $(tty); ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -c -e ptmx -e socket: | sed "s/^/LEAKED=/"; exit\r'),
+    ], 3000, 0);
+    t.match(out, /OWNER=demo-alice MODE=620/, 'the terminal belongs to the customer, mode 620 (as sshd leaves it)');
+    t.match(out, /LEAKED=0\r/, 'no process of the jail holds a pty master or a socket of the emperor\'s or the shim\'s');
+  });
+
   t.test('bad clients get a clear error and the router keeps serving', async (t) => {
     const e = await startEmperor(t);
     e.write('bad.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 300');

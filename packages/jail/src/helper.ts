@@ -14,7 +14,7 @@ export const helperPath = (): string => {
   return path;
 };
 
-/** The helper's arguments as it reads them from --args-fd or --args-env: each one NUL-terminated. */
+/** The helper's arguments as it reads them from --args-fd (and the shim its requests): each one NUL-terminated. */
 export const encodeArgs = (args: readonly string[]): Buffer => {
   for (const a of args) {
     if (a.includes('\0')) throw new EmperorError('EMPEROR_ERR_JAIL_HELPER', `expected helper arguments without NUL bytes, got one in ${JSON.stringify(a.slice(0, 40))}`);
@@ -35,22 +35,6 @@ export const sendHelperArgs = (pipe: NodeJS.WritableStream | null | undefined, a
   // EPIPE when the helper died before reading: its exit and status say why, not this write.
   (pipe as NodeJS.WritableStream & { on(e: 'error', f: () => void): void }).on('error', () => {});
   pipe.end(encodeArgs(args));
-};
-
-/** At most what one environment string holds (128 KiB, hex doubles the bytes). */
-const MAX_ENV_ARGS = 65_000;
-
-/**
- * For a spawner with no extra fds (node-pty): the helper argv and environment that carry the arguments
- * hex-encoded in EMPEROR_JAIL_ARGS (a root process's environment is readable by root alone; the helper
- * drops it before anything runs).
- */
-export const helperArgsInEnv = (command: 'create' | 'exec', args: readonly string[]): { argv: string[]; env: Record<string, string> } => {
-  const bytes = encodeArgs(args);
-  if (bytes.length > MAX_ENV_ARGS) {
-    throw new EmperorError('EMPEROR_ERR_JAIL_HELPER', `expected at most ${MAX_ENV_ARGS} bytes of arguments for a pty session, got ${bytes.length}`, { hint: 'the vassal\'s env is too large for a pty session; shorten it' });
-  }
-  return { argv: [command, '--args-env'], env: { EMPEROR_JAIL_ARGS: bytes.toString('hex') } };
 };
 
 /** Resolves when a helper has exited and its status fd is fully read (spawn errors count as an exit). */

@@ -87,6 +87,25 @@ export const startArgs = (jail: Jail, id: string, options: StartOptions): string
   '--', ...options.argv,
 ];
 
+/** How to start a login on a new pty of the jail ({@link Jail.openPty}). */
+export interface PtyOptions {
+  argv: string[];
+  /** Working directory inside the jail. Default: the vassal's chdir, else its home, else /. */
+  cwd?: string | undefined;
+  /** The environment on top of PATH and HOME. Default: the env of the spec the jail was built with. */
+  env?: Record<string, string> | undefined;
+  /** The window size it starts with (1 to 1000 each). */
+  rows: number;
+  cols: number;
+}
+
+/** The words of a shim's `pty` request (native/src/shim.c) for process `id`. */
+export const ptyArgs = (jail: Jail, id: string, options: PtyOptions): string[] => [
+  'pty', id, String(options.rows), String(options.cols),
+  ...userArgs(jail, options),
+  '--', ...options.argv,
+];
+
 /** A process that has started in a jail. */
 export interface Started {
   pid: number;

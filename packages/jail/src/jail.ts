@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { VassalSpec } from '@emperor/config';
@@ -8,10 +8,11 @@ import type { Hierarchy } from './cgroup-detect.js';
 import { JailCgroups, limitsOf, type CgroupUsage } from './cgroups.js';
 import { helperArgsOnFd, helperPath, processEnd, sendHelperArgs } from './helper.js';
 import { mountArgs } from './layout.js';
-import { JailProcess, startArgs, type ExecOptions, type StartOptions } from './jail-process.js';
-import { ShimClient } from './shim-client.js';
+import { JailProcess, ptyArgs, startArgs, type ExecOptions, type PtyOptions, type StartOptions } from './jail-process.js';
+import { fdAddon, JailPty } from './pty.js';
+import { frameRequest, ShimClient } from './shim-client.js';
 import { ShimProcess } from './shim-process.js';
-import { helperError, readStatus, type StatusEvent } from './status.js';
+import { helperError, parseStatusLine, readStatus, type StatusEvent } from './status.js';
 
 /** Where and how a jail is built, beyond its vassal spec. */
 export interface JailOptions {
@@ -196,7 +197,7 @@ export class Jail {
 
   /** Builds the jail of a vassal and waits until its shim serves it. */
   static async create(spec: VassalSpec, options: JailOptions): Promise<Jail> {
-    if (spec.uid === undefined || spec.gid === undefined || spec.uid === 0 || spec.gid === 0) {
+    if (!(spec.uid > 0 && spec.gid > 0)) {
       throw new EmperorError('EMPEROR_ERR_JAIL_USER', `jail ${spec.name}: expected an unprivileged uid and gid, got ${spec.uid ?? 'none'}:${spec.gid ?? 'none'}`, { hint: 'set uid in the vassal file' });
     }
     if ((options.label ?? '').length > 2000) throw new EmperorError('EMPEROR_ERR_JAIL_SETUP', `jail ${spec.name}: expected a label of at most 2000 bytes, got ${options.label?.length}`);
@@ -239,6 +240,8 @@ export class Jail {
       // The shim no longer needs us: it is reaped whenever it ends, and talks on its control socket.
       shim.unref();
       const client = await ShimClient.connect(controlPath);
+      // A connection is the emperor's from its first request on (native/src/shim.c): make one now.
+      client.send(['state']);
       return new Jail(spec, cgroups, { ...first, label: options.label ?? '' }, client, home, stderr);
     } catch (e) {
       // The failed init may still be leaving its cgroups: wait for them, so a retry finds nothing in the way.
@@ -344,7 +347,34 @@ export class Jail {
     return p;
   }
 
-  /** Starts a process in the jail through the exec helper (a pty, pipes to the emperor) as the vassal user. */
+  /**
+   * Starts `options.argv` on a new pty of the jail's devpts, through the shim (as the vassal user, like
+   * {@link start}), and takes the pty's master from it: the caller reads and writes the terminal itself.
+   * Rejects with the shim's reason when it could not start (and leaves nothing running then).
+   */
+  async openPty(options: PtyOptions): Promise<JailPty> {
+    this.#assertRunning();
+    const id = `pty-${++this.#seq}`;
+    const p = this.#track(id);
+    let reply: { fd: number; line: string };
+    try {
+      reply = await fdAddon().requestFd(this.controlPath, frameRequest(ptyArgs(this, id, options), PTY_REQUEST_MAX), PTY_TIMEOUT_MS);
+    } catch (e) {
+      p.lost();
+      throw isEmperorError(e) ? e : new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${this.name}: a pty: expected the shim to answer, got ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { hint: 'the jail is gone or its shim is busy; try again', cause: e });
+    }
+    const e = parseStatusLine(reply.line.trim());
+    if (e?.event === 'pty' && reply.fd >= 0) {
+      if (p.pid === undefined) p.pid = e.pid;
+      return new JailPty(p, reply.fd);
+    }
+    if (reply.fd >= 0) closeSync(reply.fd);
+    const error = e?.event === 'error' ? helperError(`jail ${this.name}: a pty`, e) : new EmperorError('EMPEROR_ERR_JAIL_HELPER', `jail ${this.name}: a pty: expected the pty's master from the shim, got ${JSON.stringify(reply.line.slice(0, 200))}`);
+    p.fail(error);
+    throw error;
+  }
+
+  /** Starts a process in the jail through the exec helper (pipes to the emperor) as the vassal user. */
   exec(options: ExecOptions): JailProcess {
     this.#assertRunning();
     return JailProcess.start(this, options);
@@ -389,6 +419,10 @@ export class Jail {
     return this.exited;
   }
 }
+
+/** A pty request's size at most (native/src/shim.c MAX_PTY_REQUEST), and how long the shim may take to answer. */
+const PTY_REQUEST_MAX = 256 * 1024;
+const PTY_TIMEOUT_MS = 10_000;
 
 /** Requests kept while reconnecting to a shim: more means something is wrong with the emperor itself. */
 const MAX_PENDING = 1000;

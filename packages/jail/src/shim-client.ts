@@ -7,6 +7,15 @@ import { readStatus, type StatusEvent } from './status.js';
 /** At most this many bytes of one request (the shim refuses more, native/src/shim.c). */
 const MAX_REQUEST = 1 << 20;
 
+/** One request as the shim reads it: a little-endian u32 length, then the words, each NUL-terminated. */
+export const frameRequest = (words: readonly string[], max = MAX_REQUEST): Buffer => {
+  const body = encodeArgs(words);
+  if (body.length > max) throw new EmperorError('EMPEROR_ERR_JAIL_HELPER', `expected a shim request of at most ${max} bytes, got ${body.length}`, { hint: 'the vassal\'s env or command is too large' });
+  const head = Buffer.alloc(4);
+  head.writeUInt32LE(body.length);
+  return Buffer.concat([head, body]);
+};
+
 /**
  * The emperor's end of a jail shim's control socket (native/src/shim.c): requests are a u32 length and
  * NUL-terminated words, events are the status protocol's JSON lines. One module knows that protocol; this
@@ -50,11 +59,7 @@ export class ShimClient extends EventEmitter<{ event: [StatusEvent]; close: [] }
   /** Sends one request (its words); false when the shim is gone. */
   send(words: readonly string[]): boolean {
     if (this.#closed) return false;
-    const body = encodeArgs(words);
-    if (body.length > MAX_REQUEST) throw new EmperorError('EMPEROR_ERR_JAIL_HELPER', `expected a shim request of at most ${MAX_REQUEST} bytes, got ${body.length}`, { hint: 'the vassal\'s env or command is too large' });
-    const head = Buffer.alloc(4);
-    head.writeUInt32LE(body.length);
-    this.#socket.write(Buffer.concat([head, body]));
+    this.#socket.write(frameRequest(words));
     return true;
   }
 

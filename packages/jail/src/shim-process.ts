@@ -94,6 +94,12 @@ export class ShimProcess extends EventEmitter<{ output: [fd: 1 | 2, data: Buffer
     this.#send(['forget', this.id]);
   }
 
+  /** It was never started (the shim refused it, saying why). */
+  fail(error: EmperorError): void {
+    this.#error ??= error;
+    this.#end({ code: 125, signal: null });
+  }
+
   /** The shim went away (its jail is gone): the process went with it. */
   lost(): void {
     this.#end({ code: null, signal: constants.signals.SIGKILL });

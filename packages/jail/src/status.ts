@@ -16,9 +16,10 @@ export type StatusEvent =
   | { event: 'state'; label: string; shim: number; shim_start: number; init: number; init_start: number; socket_fd: number; born_in_cgroup: boolean }
   | { event: 'proc'; id: string; pid: number; jail_pid: number; start: number; ready: boolean; exited: boolean; code: number; signal: number }
   | { event: 'state-end' }
-  | { event: 'replaced' };
+  | { event: 'replaced' }
+  | { event: 'pty'; id: string; pid: number };
 
-const EVENTS = new Set(['ready', 'spawn', 'notify', 'exit', 'error', 'output', 'state', 'proc', 'state-end', 'replaced']);
+const EVENTS = new Set(['ready', 'spawn', 'notify', 'exit', 'error', 'output', 'state', 'proc', 'state-end', 'replaced', 'pty']);
 
 /** Parses one status line; a line that is not an event is reported, never thrown at the caller. */
 export const parseStatusLine = (line: string): StatusEvent | undefined => {

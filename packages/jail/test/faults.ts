@@ -236,7 +236,7 @@ if (requireJails(t)) {
   });
 
   t.test('a jail needs an unprivileged user', async (t) => {
-    const spec = { ...specOf('fault-user'), uid: undefined };
+    const spec = { ...specOf('fault-user'), uid: undefined as unknown as number };
     await t.rejects(Jail.create(spec, { runDir: '/tmp', cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR }), {
       code: 'EMPEROR_ERR_JAIL_USER',
       message: 'jail fault-user: expected an unprivileged uid and gid, got none:995'.replace('995', String(spec.gid)),

@@ -1,8 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { lchownSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { execArgs, helperArgsInEnv, helperPath, removeSocketFile, type Jail } from '@emperor/jail';
-import { spawn as spawnPty, type IPty } from 'node-pty';
+import { removeSocketFile, type Jail, type JailPty } from '@emperor/jail';
 import { isEmperorError } from '@emperor/errors';
 import { frame, FrameError, FrameReader, MAX_BODY, OUT_EXIT, OUT_STDERR, OUT_STDOUT, type Frame } from './frames.js';
 
@@ -23,14 +22,19 @@ export const FRAME_TIMEOUT_MS = 30_000;
 /** Output the client has not read for this long (with the source paused) closes the session. */
 export const STALL_MS = 60_000;
 
-const loginShell = (uid: number): string => {
-  try {
-    const shell = execFileSync('getent', ['passwd', '--', String(uid)], { encoding: 'utf8' }).trim().split(':')[6];
-    return shell && shell.startsWith('/') && !shell.endsWith('nologin') && !shell.endsWith('false') ? shell : '/bin/sh';
-  } catch {
-    return '/bin/sh';
-  }
-};
+/** How long a login shell looked up is used before it is looked up again (chsh, a panel's change). */
+const SHELL_TTL_MS = 30_000;
+/** After the shell has exited, how long what it wrote last may take to be read before the pty is hung up. */
+const DRAIN_MS = 250;
+
+/** The user's login shell (getent: NSS, so LDAP users too), or /bin/sh for none, nologin or false. */
+const lookUpShell = (uid: number): Promise<string> =>
+  new Promise((resolve) => {
+    execFile('getent', ['passwd', '--', String(uid)], { encoding: 'utf8', timeout: 5000 }, (err, out) => {
+      const shell = err ? undefined : out.trim().split(':')[6];
+      resolve(shell && shell.startsWith('/') && !shell.endsWith('nologin') && !shell.endsWith('false') ? shell : '/bin/sh');
+    });
+  });
 
 /** Something the router reports (to the emperor's log). */
 export type RouterEvent =
@@ -55,19 +59,11 @@ export interface RouterOptions {
   stallMs?: number;
 }
 
-/** The bytes node-pty has queued towards the pty and not written yet (its write queue is unbounded). */
-const ptyQueued = (pty: IPty): number => {
-  const q = (pty as unknown as { _writeStream?: { _writeQueue?: Array<{ buffer: Buffer; offset: number }> } })._writeStream?._writeQueue;
-  if (!Array.isArray(q)) return 0;
-  let n = 0;
-  for (const t of q) n += t.buffer.length - t.offset;
-  return n;
-};
-
 /**
  * A vassal's pty router: a unix socket in its run dir (owned by the vassal user, mode 0600). Every connection
- * gets a new login shell inside the jail on a pty of the jail's own devpts (`emperor-jail exec --pty`, run on
- * a node-pty so window sizes travel); with the Emperor hello, a command over plain pipes instead.
+ * gets a new login shell inside the jail on a pty of the jail's own devpts, started by the jail's shim,
+ * which hands the pty's master to the router (one relay: client socket <-> pty); with the Emperor hello, a
+ * command over plain pipes instead (`emperor-jail exec`).
  *
  * Nothing a client does makes the router buffer without bound: output stops being read from the pty or
  * the command while the client is not reading, input stops being read from the client while the shell is
@@ -85,6 +81,7 @@ export class PtyRouter {
   /** Refusals not reported yet: a flood of connections makes one report per interval, not one each. */
   #refusedQuiet = 0;
   #refusedAt = 0;
+  #shell: { value: Promise<string>; at: number } | undefined;
 
   constructor(jail: Jail, path: string, onEvent: (e: RouterEvent) => void = () => {}, options: RouterOptions = {}) {
     this.#options = options;
@@ -106,7 +103,7 @@ export class PtyRouter {
       process.umask(old);
     }
     // lchown: never follows a symlink (the run dir's sticky bit already keeps the vassal from swapping it).
-    lchownSync(this.path, this.#jail.spec.uid as number, this.#jail.spec.gid as number);
+    lchownSync(this.path, this.#jail.spec.uid, this.#jail.spec.gid);
   }
 
   /** Ends every session and stops listening; never throws, whatever the customer left at the socket's path. */
@@ -115,6 +112,13 @@ export class PtyRouter {
     for (const s of this.#sockets) s.destroy();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
     removeSocketFile(this.path);
+  }
+
+  /** The vassal user's login shell, looked up at most every SHELL_TTL_MS (never blocking the event loop). */
+  #loginShell(): Promise<string> {
+    const now = Date.now();
+    if (this.#shell === undefined || now - this.#shell.at > SHELL_TTL_MS) this.#shell = { value: lookUpShell(this.#jail.spec.uid), at: now };
+    return this.#shell.value;
   }
 
   /** Sessions running now. */
@@ -151,11 +155,16 @@ export class PtyRouter {
     let rows = 24;
     let cols = 80;
     let started: 'pty' | 'command' | undefined;
-    let pty: IPty | undefined;
+    let pty: JailPty | undefined;
     let cmd: ReturnType<Jail['exec']> | undefined;
+    /** Input that came while the pty was being opened (the client is paused meanwhile: one chunk at most). */
+    let early: Buffer[] | undefined;
+    let eofEarly = false;
     let framed = false;
     let outPaused = false;
-    let inPoll: NodeJS.Timeout | undefined;
+    /** The client is gone or was closed (end), or the session is over (finish). */
+    let ended = false;
+    let finished = false;
     let frameTimer: NodeJS.Timeout | undefined;
     let stallTimer: NodeJS.Timeout | undefined;
     /** True while the router itself stopped reading the client (backpressure): no frame timeout runs then. */
@@ -175,11 +184,17 @@ export class PtyRouter {
       const frameMs = this.#options.frameTimeoutMs ?? FRAME_TIMEOUT_MS;
       frameTimer = reader.pending === 0 || inPaused ? undefined : setTimeout(() => badClient(`a frame stayed incomplete for ${frameMs / 1000} s (${reader.pending} bytes)`), frameMs);
     };
-    const end = () => {
-      clearInterval(inPoll);
+    const stopTimers = () => {
       clearTimeout(frameTimer);
       clearTimeout(stallTimer);
-      pty?.kill('SIGHUP');
+    };
+    const end = () => {
+      ended = true;
+      stopTimers();
+      if (pty !== undefined) {
+        pty.process.kill('SIGHUP');
+        pty.close();
+      }
       cmd?.kill('SIGHUP');
       sock.destroy();
       this.#sessions.delete(end);
@@ -196,12 +211,10 @@ export class PtyRouter {
       // Paused output is the client's to read; one that reads nothing for this long is gone or hostile.
       const stallMs = this.#options.stallMs ?? STALL_MS;
       stallTimer = pause ? setTimeout(() => badClient(`the client read no output for ${stallMs / 1000} s (${sock.writableLength} bytes waiting)`), stallMs) : undefined;
-      for (const s of [cmd?.subprocess.stdout, cmd?.subprocess.stderr]) {
+      for (const s of [cmd?.subprocess.stdout, cmd?.subprocess.stderr, pty?.terminal]) {
         if (pause) s?.pause();
         else s?.resume();
       }
-      if (pause) pty?.pause();
-      else pty?.resume();
     };
     const send = (channel: number, data: Buffer) => {
       if (sock.destroyed) return;
@@ -216,70 +229,94 @@ export class PtyRouter {
       }
     };
     const finish = (code: number | null, signal: number | null) => {
+      if (finished) return;
+      finished = ended = true;
       this.#onEvent({ event: 'session-end', code, signal });
       if (framed && !sock.destroyed) sock.write(frame(OUT_EXIT, Buffer.from(JSON.stringify({ code, signal }))));
       sock.end();
-      clearInterval(inPoll);
-      clearTimeout(frameTimer);
-      clearTimeout(stallTimer);
+      stopTimers();
+      pty?.close(); // hangs up what still holds the terminal (a background job): the session is over
       this.#sessions.delete(end);
     };
     const spec = this.#jail.spec;
     const env = { ...spec.env };
+    const fail = (e: unknown) => {
+      send(OUT_STDERR, Buffer.from(`emperor: ${isEmperorError(e) ? e.message : String(e)}\r\n`));
+      finish(1, null);
+    };
     const startPty = () => {
       started = 'pty';
       this.#onEvent({ event: 'session', mode: 'pty' });
-      const shell = loginShell(spec.uid as number);
-      let helper: { argv: string[]; env: Record<string, string> };
-      try {
-        // node-pty gives the helper no extra fd: its arguments travel in its (root-only) environment.
-        helper = helperArgsInEnv('exec', execArgs(this.#jail, { argv: this.#options.shell ?? [shell, '-l'], env: { ...env, TERM: termOf ?? 'xterm', SHELL: shell }, cwd: this.#jail.home, pty: true }));
-      } catch (e) {
-        send(OUT_STDERR, Buffer.from(`emperor: ${isEmperorError(e) ? e.message : String(e)}\r\n`));
-        finish(1, null);
-        return;
-      }
-      // encoding: null: bytes both ways, so UTF-8 (and anything else) passes through untouched.
-      pty = spawnPty(helperPath(), helper.argv, { cols, rows, name: 'xterm', encoding: null, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...helper.env } });
-      pty.onData((d: string | Buffer) => send(OUT_STDOUT, typeof d === 'string' ? Buffer.from(d, 'utf8') : d));
-      pty.onExit(({ exitCode, signal }) => {
-        pty = undefined; // no more writes to a closed pty (node-pty would report EBADF)
-        ptyGone = true;
-        finish(signal ? null : exitCode, signal || null);
-      });
+      early = [];
+      pauseInput(true);
+      void (async () => {
+        const shell = await this.#loginShell();
+        const opened = await this.#jail.openPty({ argv: this.#options.shell ?? [shell, '-l'], env: { ...env, TERM: termOf ?? 'xterm', SHELL: shell }, cwd: this.#jail.home, rows, cols });
+        return opened;
+      })().then((opened) => {
+        if (ended) {
+          // The client went while the shell was starting: it gets the hangup a closed terminal gives.
+          void opened.process.exited.then((exit) => finish(exit.code, exit.signal));
+          opened.process.kill('SIGHUP');
+          opened.close();
+          return;
+        }
+        pty = opened;
+        const t = opened.terminal;
+        t.on('data', (d: Buffer) => send(OUT_STDOUT, d));
+        if (outPaused) t.pause();
+        // The shell's exit, then what it wrote last (up to DRAIN_MS, or the pty's end), then the session's.
+        let closed = false;
+        const gone = new Promise<void>((resolve) => t.once('close', () => {
+          closed = true;
+          resolve();
+        }));
+        void opened.process.exited.then(async (exit) => {
+          if (!closed) await Promise.race([gone, new Promise((r) => setTimeout(r, DRAIN_MS))]);
+          finish(exit.code, exit.signal);
+        });
+        const queued = early ?? [];
+        early = undefined;
+        for (const d of queued) input(d);
+        if (eofEarly) t.write('\x04');
+        if (!ended) pauseInput(false);
+      }, (e: unknown) => (ended ? finish(1, null) : fail(e)));
     };
     let termOf: string | undefined;
-    let ptyGone = false;
     const startCommand = (command: string) => {
       started = 'command';
       this.#onEvent({ event: 'session', mode: 'command' });
-      const shell = loginShell(spec.uid as number);
-      cmd = this.#jail.exec({ argv: [shell, '-c', command], env, cwd: this.#jail.home, stdio: ['pipe', 'pipe', 'pipe'] });
-      cmd.subprocess.stdout?.on('data', (d: Buffer) => send(OUT_STDOUT, d));
-      cmd.subprocess.stderr?.on('data', (d: Buffer) => send(OUT_STDERR, d));
-      cmd.subprocess.stdin?.on('error', () => {}); // EPIPE when the command stops reading: harmless
-      void cmd.exited.then((e) => finish(e.code, e.signal));
+      void this.#loginShell().then((shell) => {
+        if (ended) return;
+        try {
+          cmd = this.#jail.exec({ argv: [shell, '-c', command], env, cwd: this.#jail.home, stdio: ['pipe', 'pipe', 'pipe'] });
+        } catch (e) {
+          return fail(e);
+        }
+        cmd.subprocess.stdout?.on('data', (d: Buffer) => send(OUT_STDOUT, d));
+        cmd.subprocess.stderr?.on('data', (d: Buffer) => send(OUT_STDERR, d));
+        cmd.subprocess.stdin?.on('error', () => {}); // EPIPE when the command stops reading: harmless
+        if (outPaused) pauseOutput(true);
+        const queued = early ?? [];
+        early = undefined;
+        for (const d of queued) input(d);
+        if (eofEarly) cmd.subprocess.stdin?.end();
+        void cmd.exited.then((e) => finish(e.code, e.signal));
+        if (!ended) pauseInput(false);
+      });
+      early = [];
+      pauseInput(true);
     };
     /** Input the shell or command has not taken yet: stop reading the client until it has. */
     const input = (data: Buffer) => {
-      if (pty) {
-        pty.write(data);
-        if (ptyQueued(pty) > IN_HIGH_WATER && inPoll === undefined) {
-          pauseInput(true);
-          // node-pty has no drain event: look at its queue until the shell has read enough.
-          inPoll = setInterval(() => {
-            if (pty !== undefined && ptyQueued(pty) > IN_LOW_WATER) return;
-            clearInterval(inPoll);
-            inPoll = undefined;
-            pauseInput(false);
-          }, 20);
-        }
+      if (early !== undefined) {
+        early.push(data);
         return;
       }
-      const stdin = cmd?.subprocess.stdin;
-      if (stdin && !stdin.destroyed && !stdin.write(data) && !inPaused) {
+      const to = pty?.terminal ?? cmd?.subprocess.stdin;
+      if (to && !to.destroyed && !to.write(data) && !inPaused) {
         pauseInput(true);
-        stdin.once('drain', () => pauseInput(false));
+        to.once('drain', () => pauseInput(false));
       }
     };
     const apply = (f: Frame) => {
@@ -297,19 +334,20 @@ export class PtyRouter {
         return startPty();
       }
       if (started === undefined) startPty();
-      if (ptyGone) return;
+      if (ended) return;
       if (f.kind === 'stdin') input(f.data);
       else if (f.kind === 'eof') {
-        if (cmd) cmd.subprocess.stdin?.end();
-        else pty?.write('\x04');
+        if (early !== undefined) eofEarly = true;
+        else if (cmd) cmd.subprocess.stdin?.end();
+        else pty?.terminal.write('\x04');
       } else if (f.kind === 'rows' || f.kind === 'cols') {
         if (f.value === 0) return; // 0 is "unknown" (a client without a terminal): keep the current size
         const v = Math.min(MAX_DIM, f.value);
         if (f.kind === 'rows') rows = v;
         else cols = v;
-        pty?.resize(cols, rows);
+        pty?.resize(rows, cols);
       } else if (f.kind === 'signal') {
-        if (pty) pty.kill(signalName(f.signal));
+        if (pty) pty.process.kill(signalName(f.signal));
         else cmd?.kill(signalName(f.signal));
       }
     };

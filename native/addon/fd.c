@@ -1,0 +1,282 @@
+/*
+ * emperor-fd.node: what Node.js cannot do itself for the pty router (docs/decisions.md, "Ptys through the
+ * shim"). A Node-API addon (ABI-stable: one build loads in every Node.js major), used by packages/jail.
+ *
+ *   requestFd(path, request, timeoutMs) -> Promise<{ fd, line }>
+ *     connects to the unix socket at path, sends request (a Buffer), and reads one line back with the fd
+ *     passed along it (SCM_RIGHTS; fd is -1 when none came). All of it on libuv's thread pool, bounded by
+ *     timeoutMs, so the event loop never waits on a shim.
+ *   setWinsize(fd, rows, cols)
+ *     TIOCSWINSZ on a pty master (the kernel then sends SIGWINCH to the pty's foreground group).
+ */
+#define NAPI_VERSION 8
+#include <node_api.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LINE 4096
+
+struct request {
+	napi_async_work work;
+	napi_deferred deferred;
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char *body;
+	size_t body_len;
+	int timeout_ms;
+	/* results */
+	int fd;
+	int err;
+	const char *step;
+	char line[MAX_LINE];
+	size_t line_len;
+};
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits for `events` on fd until the deadline; false (err set) on timeout or error. */
+static int wait_for(struct request *r, int fd, short events, long long deadline)
+{
+	for (;;) {
+		long long left = deadline - now_ms();
+		if (left <= 0) {
+			r->err = ETIMEDOUT;
+			return 0;
+		}
+		struct pollfd pf = { fd, events, 0 };
+		int n = poll(&pf, 1, (int)left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			r->err = errno;
+			return 0;
+		}
+		if (n > 0)
+			return 1;
+	}
+}
+
+static void execute(napi_env env, void *data)
+{
+	(void)env;
+	struct request *r = data;
+	long long deadline = now_ms() + r->timeout_ms;
+	r->fd = -1;
+	r->step = "socket";
+	int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0) {
+		r->err = errno;
+		return;
+	}
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	memcpy(addr.sun_path, r->path, sizeof addr.sun_path);
+	r->step = "connect";
+	if (connect(s, (struct sockaddr *)&addr, sizeof addr) < 0) {
+		/* A unix socket connects at once or not at all, but for a full backlog (EAGAIN): that is a failure too. */
+		r->err = errno;
+		close(s);
+		return;
+	}
+	r->step = "send";
+	for (size_t at = 0; at < r->body_len;) {
+		ssize_t n = send(s, r->body + at, r->body_len - at, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			if (!wait_for(r, s, POLLOUT, deadline)) {
+				close(s);
+				return;
+			}
+			continue;
+		}
+		if (n < 0) {
+			r->err = errno;
+			close(s);
+			return;
+		}
+		at += (size_t)n;
+	}
+	r->step = "receive";
+	while (r->line_len == 0 || r->line[r->line_len - 1] != '\n') {
+		if (r->line_len == MAX_LINE) {
+			r->err = EMSGSIZE;
+			break;
+		}
+		char cbuf[CMSG_SPACE(sizeof(int) * 4)];
+		struct iovec iov = { r->line + r->line_len, MAX_LINE - r->line_len };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+		ssize_t n = recvmsg(s, &msg, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			if (!wait_for(r, s, POLLIN, deadline))
+				break;
+			continue;
+		}
+		if (n < 0) {
+			r->err = errno;
+			break;
+		}
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < count; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+				if (r->fd < 0)
+					r->fd = fd;
+				else
+					close(fd); /* one fd is all a line carries */
+			}
+		}
+		if (n == 0) {
+			if (r->line_len == 0)
+				r->err = ECONNRESET;
+			break;
+		}
+		r->line_len += (size_t)n;
+	}
+	if (r->err && r->fd >= 0) {
+		close(r->fd);
+		r->fd = -1;
+	}
+	close(s);
+}
+
+static napi_value errno_error(napi_env env, int err, const char *step)
+{
+	napi_value code, msg, error;
+	const char *name = strerrorname_np(err);
+	char text[256];
+	snprintf(text, sizeof text, "%s: %s", step, strerror(err));
+	napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &code);
+	napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &msg);
+	napi_create_error(env, code, msg, &error);
+	return error;
+}
+
+static void complete(napi_env env, napi_status status, void *data)
+{
+	struct request *r = data;
+	if (status != napi_ok) {
+		r->err = ECANCELED;
+		r->step = "queue";
+	}
+	if (r->err) {
+		napi_reject_deferred(env, r->deferred, errno_error(env, r->err, r->step));
+	} else {
+		napi_value result, fd, line;
+		napi_create_object(env, &result);
+		napi_create_int32(env, r->fd, &fd);
+		napi_create_string_utf8(env, r->line, r->line_len, &line);
+		napi_set_named_property(env, result, "fd", fd);
+		napi_set_named_property(env, result, "line", line);
+		napi_resolve_deferred(env, r->deferred, result);
+	}
+	napi_delete_async_work(env, r->work);
+	free(r->body);
+	free(r);
+}
+
+#define CHECK(call)                                                                                                    \
+	do {                                                                                                           \
+		if ((call) != napi_ok) {                                                                               \
+			napi_throw_error(env, "EINVAL", #call " failed");                                               \
+			return NULL;                                                                                   \
+		}                                                                                                      \
+	} while (0)
+
+static napi_value request_fd(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	if (argc != 3) {
+		napi_throw_type_error(env, "EINVAL", "requestFd(path, request, timeoutMs)");
+		return NULL;
+	}
+	struct request *r = calloc(1, sizeof *r);
+	if (!r) {
+		napi_throw_error(env, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	size_t len = 0;
+	if (napi_get_value_string_utf8(env, argv[0], r->path, sizeof r->path, &len) != napi_ok || len == 0 ||
+	    len >= sizeof r->path - 1) {
+		free(r);
+		napi_throw_type_error(env, "EINVAL", "requestFd: expected a socket path of 1 to 106 bytes");
+		return NULL;
+	}
+	void *bytes;
+	size_t blen;
+	bool is_buffer = false;
+	napi_is_buffer(env, argv[1], &is_buffer);
+	if (!is_buffer || napi_get_buffer_info(env, argv[1], &bytes, &blen) != napi_ok) {
+		free(r);
+		napi_throw_type_error(env, "EINVAL", "requestFd: expected the request as a Buffer");
+		return NULL;
+	}
+	r->body = malloc(blen ? blen : 1);
+	if (!r->body) {
+		free(r);
+		napi_throw_error(env, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	memcpy(r->body, bytes, blen);
+	r->body_len = blen;
+	int32_t timeout = 0;
+	napi_get_value_int32(env, argv[2], &timeout);
+	r->timeout_ms = timeout > 0 ? timeout : 1;
+	napi_value promise, name;
+	CHECK(napi_create_promise(env, &r->deferred, &promise));
+	CHECK(napi_create_string_utf8(env, "emperor-fd:requestFd", NAPI_AUTO_LENGTH, &name));
+	CHECK(napi_create_async_work(env, NULL, name, execute, complete, r, &r->work));
+	CHECK(napi_queue_async_work(env, r->work));
+	return promise;
+}
+
+static napi_value set_winsize(napi_env env, napi_callback_info info)
+{
+	size_t argc = 3;
+	napi_value argv[3];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	int32_t fd = -1, rows = 0, cols = 0;
+	if (argc != 3 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &rows) != napi_ok ||
+	    napi_get_value_int32(env, argv[2], &cols) != napi_ok || rows < 1 || rows > 65535 || cols < 1 || cols > 65535) {
+		napi_throw_type_error(env, "EINVAL", "setWinsize(fd, rows, cols): expected three numbers, the sizes 1 to 65535");
+		return NULL;
+	}
+	struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
+	if (ioctl(fd, TIOCSWINSZ, &ws) < 0) {
+		napi_throw(env, errno_error(env, errno, "TIOCSWINSZ"));
+		return NULL;
+	}
+	return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports)
+{
+	napi_property_descriptor props[] = {
+		{ "requestFd", NULL, request_fd, NULL, NULL, NULL, napi_default, NULL },
+		{ "setWinsize", NULL, set_winsize, NULL, NULL, NULL, napi_default, NULL },
+	};
+	CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
+	return exports;
+}
+
+NAPI_MODULE(emperor_fd, init)

@@ -1,0 +1,59 @@
+import t from 'tap';
+import type { JailPty } from '@emperor/jail';
+import { cleanupCgroups, makeJail, requireJails, specOf } from './fixtures/jail.js';
+
+/** What the terminal shows until `pattern` appears (or the pty closes, or 5 s pass). */
+const until = (pty: JailPty, pattern: RegExp): Promise<string> =>
+  new Promise((resolve) => {
+    let out = '';
+    const done = () => {
+      clearTimeout(timer);
+      pty.terminal.off('data', on);
+      resolve(out);
+    };
+    const on = (d: Buffer) => {
+      out += d.toString();
+      if (pattern.test(out)) done();
+    };
+    const timer = setTimeout(done, 5000);
+    pty.terminal.on('data', on);
+    pty.terminal.once('close', done);
+  });
+
+if (requireJails(t)) {
+  cleanupCgroups(t);
+
+  t.test('Jail.openPty: the shim starts a login on a pty of the jail and hands its master over', async (t) => {
+    const jail = await makeJail(t, specOf('ptyj', 'hostname = ptyj-box'));
+    const pty = await jail.openPty({ argv: ['/bin/sh'], rows: 33, cols: 111, env: { PS1: '$ ' } });
+    t.ok(pty.process.pid, 'the process has a host pid');
+    pty.terminal.write('stty size; id -u; hostname; tty\r');
+    const first = await until(pty, /\/dev\/pts\/\d+/);
+    t.match(first, /33 111\r\n/, 'it starts with the size asked for');
+    t.match(first, new RegExp(`\\r\\n${jail.spec.uid}\\r\\nptyj-box\\r\\n/dev/pts/\\d+`), 'as the vassal user, in the jail, on the jail\'s devpts');
+    t.ok(pty.resize(50, 160), 'a resize is an ioctl on the master');
+    pty.terminal.write('stty size\r');
+    t.match(await until(pty, /50 160/), /50 160/, 'the shell sees the new size');
+    pty.terminal.write('exit 5\r');
+    t.match(await pty.process.exited, { code: 5, signal: null }, 'its exit comes from the shim');
+    pty.close();
+    t.notOk(pty.resize(10, 10), 'a closed pty is not resized');
+  });
+
+  t.test('closing the master hangs the pty up; a command that cannot run and a bad request are errors, not hangs', async (t) => {
+    const jail = await makeJail(t, specOf('ptyk'));
+    const pty = await jail.openPty({ argv: ['/bin/sh', '-c', 'echo UP; sleep 300'], rows: 24, cols: 80 });
+    await until(pty, /UP/);
+    pty.close();
+    t.match(await pty.process.exited, { signal: 1 }, 'the session got SIGHUP, as from a closed terminal');
+    const missing = await jail.openPty({ argv: ['/nope'], rows: 24, cols: 80 });
+    const exit = await missing.process.exited;
+    t.equal(exit.code, 127);
+    t.match(exit.error?.message, /exec \/nope/, 'the exec error names the command');
+    missing.close();
+    await t.rejects(jail.openPty({ argv: ['/bin/sh'], rows: 0, cols: 80 }), { code: 'EMPEROR_ERR_JAIL_SETUP', message: /expected pty ID ROWS COLS/ });
+    await t.rejects(jail.openPty({ argv: ['/bin/sh'], rows: 24, cols: 80, env: { BIG: 'x'.repeat(300 * 1024) } }), { message: /expected a shim request of at most 262144 bytes/ });
+    await jail.stop();
+    await t.rejects(jail.openPty({ argv: ['/bin/sh'], rows: 24, cols: 80 }), { code: 'EMPEROR_ERR_JAIL_STOPPED' });
+  });
+}
