@@ -4,6 +4,7 @@
 // instance (master + 1 worker) answering every HTTP request with 200 (route-run = return:200). Ours gets
 // its socket as fd 3 from the jail; uWSGI's binds its own. Usage: node bench/emperor-vs-uwsgi.mjs [MANY] [BIG]
 // MANY (default 100): vassals dropped / removed at once. BIG (default 500): vassals for the memory figure.
+// EMPEROR_BENCH_CONFIG=emperor.ini: ours with that file (--config), e.g. another jail-builds.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -85,7 +86,7 @@ const goneV = {
   uwsgi: (names) => () => pidsMatching(new RegExp(`(${names.join('|')})\\.ini`)).length === 0,
 };
 
-const emperorProc = spawn(join(process.cwd(), 'node_modules/.bin/emperor'), [ours.dir, '--run-dir', ours.run, '--log-dir', join(ROOT, 'ours', 'log'), '--cgroup-parent', `emperor-bench-${process.pid}`], { stdio: 'ignore' });
+const emperorProc = spawn(join(process.cwd(), 'node_modules/.bin/emperor'), [ours.dir, '--run-dir', ours.run, '--log-dir', join(ROOT, 'ours', 'log'), '--cgroup-parent', `emperor-bench-${process.pid}`, ...(process.env.EMPEROR_BENCH_CONFIG ? ['--config', process.env.EMPEROR_BENCH_CONFIG] : [])], { stdio: 'ignore' });
 const uwsgiProc = spawn('uwsgi', ['--emperor', uw.dir, '--emperor-use-clone', 'fs,ipc,uts,pid,net', '--disable-logging'], { stdio: 'ignore' });
 await until(() => existsSync(join(ours.run, 'control.sock')), 10_000);
 await sleep(1000);

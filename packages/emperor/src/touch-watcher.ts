@@ -27,10 +27,18 @@ export class TouchWatcher {
   #stopped = false;
   #last: string[] | undefined;
 
-  constructor(jail: Jail, paths: readonly string[], onTouch: (path: string) => void) {
+  readonly #onSeen: (seen: string[]) => void;
+
+  /**
+   * `seen`: what a previous watcher of the same paths saw last (a previous emperor's, from the saved state),
+   * so a path touched while no emperor ran counts as touched; `onSeen` is told every change of it.
+   */
+  constructor(jail: Jail, paths: readonly string[], onTouch: (path: string) => void, options: { seen?: string[] | undefined; onSeen?: (seen: string[]) => void } = {}) {
     this.#jail = jail;
     this.#paths = paths;
     this.#onTouch = onTouch;
+    this.#onSeen = options.onSeen ?? (() => {});
+    if (options.seen?.length === paths.length) this.#last = options.seen;
   }
 
   start(): void {
@@ -71,6 +79,7 @@ export class TouchWatcher {
   #compare(now: string[]): void {
     const before = this.#last;
     this.#last = now;
+    if (before === undefined || now.some((v, i) => v !== before[i])) this.#onSeen(now);
     if (before === undefined) return;
     const touched = now.findIndex((v, i) => v !== '-' && v !== before[i]);
     if (touched >= 0) this.#onTouch(this.#paths[touched] as string);

@@ -25,6 +25,8 @@ export interface SavedVassal {
   lastModAt?: number;
   cronLastRun: Record<string, number>;
   daemonRestarts: number[];
+  /** What each touch watcher (`app`, `daemon-N`) saw last of its paths, for the next emperor's. */
+  touchSeen?: Record<string, { paths: string[]; seen: string[] }>;
 }
 
 /** JSON with the infinities a spec holds (unlimited rlimits), which plain JSON turns into null. */

@@ -83,6 +83,8 @@ export class Vassal {
   #app: App | undefined;
   #runDir: string | undefined;
   #touch: TouchWatcher[] = [];
+  /** What the touch watchers saw last (saved for the next emperor, which compares its first look to it). */
+  #touchSeen = new Map<string, { paths: string[]; seen: string[] }>();
   readonly #daemonTouchRate = new CustomerRequests();
   /** The uid this vassal is listed for in the login directory, while it is. */
   #listedFor: number | undefined;
@@ -147,6 +149,7 @@ export class Vassal {
         ...(this.lastError === undefined ? {} : { lastError: this.lastError }), ...(this.bornAt === undefined ? {} : { bornAt: this.bornAt }),
         ...(this.lastModAt === undefined ? {} : { lastModAt: this.lastModAt }),
         cronLastRun: Object.fromEntries(this.#cronLastRun), daemonRestarts: this.#daemons.map((d) => d.restarts),
+        ...(this.#touchSeen.size === 0 ? {} : { touchSeen: Object.fromEntries(this.#touchSeen) }),
       });
     } catch (err) {
       this.#ctx.log.warn({ vassal: this.name, err }, `${this.name}: its state could not be saved for the next emperor`);
@@ -317,7 +320,7 @@ export class Vassal {
       await d.adopt(mine.at(-1));
     }
     this.#startCron(spec);
-    this.#startTouch(spec);
+    this.#startTouch(spec, saved?.touchSeen);
     const apps = running.filter((p) => kind(p) === 'app');
     // Several: a reload was under way. The newest is the app; the others were being stopped.
     for (const old of apps.slice(0, -1)) void this.#stopApp({ proc: old, pid: old.pid, startedAt: 0, oomKills: 0 }, spec);
@@ -412,16 +415,29 @@ export class Vassal {
    * touch-reload: a touched path reloads the app, as a reload from the customer's socket would (same rate);
    * a daemon's `touch=` restarts that daemon (uWSGI's attach-daemon2), at the same rate.
    */
-  #startTouch(spec: VassalSpec): void {
+  #startTouch(spec: VassalSpec, saved?: SavedVassal['touchSeen']): void {
     for (const w of this.#touch) w.stop();
     this.#touch = [];
+    this.#touchSeen.clear();
     const jail = this.jail;
     if (jail === undefined) return;
+    // An adopted jail's watchers start from what the previous emperor's saw (same paths only): a path
+    // touched while no emperor ran is a touch.
+    const options = (key: string, paths: string[]) => {
+      const before = saved?.[key];
+      return {
+        seen: before !== undefined && before.paths.join('\0') === paths.join('\0') ? before.seen : undefined,
+        onSeen: (seen: string[]) => {
+          this.#touchSeen.set(key, { paths, seen });
+          this.#persist();
+        },
+      };
+    };
     if (spec.touchReload.length > 0) {
       this.#touch.push(new TouchWatcher(jail, spec.touchReload, (path) => {
         const r = this.customerRequest('reload');
         this.#ctx.log.info({ vassal: this.name, path, outcome: r.outcome }, `${this.name}: ${path} was touched; reload ${r.outcome}`);
-      }));
+      }, options('app', spec.touchReload)));
     }
     for (const d of this.#daemons) {
       if (d.spec.touch.length === 0) continue;
@@ -434,7 +450,7 @@ export class Vassal {
           await d.stop(this.spec.stopTimeoutMs);
           await d.start();
         });
-      }));
+      }, options(`daemon-${d.index}`, d.spec.touch)));
     }
     for (const w of this.#touch) w.start();
   }

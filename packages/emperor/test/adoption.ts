@@ -209,6 +209,23 @@ if (requireJails(t)) {
     t.notOk(existsSync(join(w.runDir, 'vassals', 'dead')), 'and removed');
   });
 
+  t.test('a touch-reload path touched while no emperor ran reloads the app once the next emperor has adopted it', async (t) => {
+    const w = world(t);
+    w.write('touchy.ini', '[uwsgi]', 'uid = demo-alice', 'command = sleep 606', 'touch-reload = /run/reload-me');
+    w.start();
+    const [before] = await w.until(allRunning(['touchy']), 'the first emperor');
+    // The watcher's first look (the path missing) is saved for the next emperor.
+    const state = join(w.runDir, 'state', 'touchy.json');
+    for (let i = 0; i < 400 && !(existsSync(state) && readFileSync(state, 'utf8').includes('touchSeen')); i++) await new Promise((r) => setTimeout(r, 25));
+    t.match(readFileSync(state, 'utf8'), /"touchSeen":\{"app":\{"paths":\["\/run\/reload-me"\],"seen":\["-"\]\}\}/, 'what the watcher saw is saved');
+    await w.kill9();
+    writeFileSync(join(w.runDir, 'vassals', 'touchy', 'reload-me'), ''); // the customer's touch, while no emperor runs
+    w.start();
+    const after = await w.until((vs) => allRunning(['touchy'])(vs) && vs[0]?.pid !== before?.pid, 'a reload by the next emperor');
+    t.same(after[0]?.jail, before?.jail, 'in the adopted jail');
+    t.not(after[0]?.pid, before?.pid, 'a new app: the touch was not missed');
+  });
+
   t.test('SIGKILL of the emperor during a spawn, a reload and a stop: the next emperor finishes or redoes each; nothing doubles or leaks', async (t) => {
     const w = world(t);
     w.start();

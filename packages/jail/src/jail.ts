@@ -253,9 +253,9 @@ export class Jail {
   /**
    * Takes over the running jail of `spec.name` (its shim's control socket in `options.controlDir`): the
    * shim says what it runs, and every process it supervises comes back as a {@link ShimProcess}. Undefined
-   * when no shim answers there (none, or a dead one's socket).
+   * when no shim answers there (none, a dead one's socket, or one that says nothing within 10 s).
    */
-  static async adopt(spec: VassalSpec, options: Omit<JailOptions, 'socket' | 'label'>): Promise<AdoptedJail | undefined> {
+  static async adopt(spec: VassalSpec, options: Omit<JailOptions, 'socket' | 'label'> & { stateTimeoutMs?: number }): Promise<AdoptedJail | undefined> {
     const controlPath = controlPathOf(options.controlDir, spec.name);
     if (!existsSync(controlPath)) return undefined;
     let client: ShimClient;
@@ -273,11 +273,14 @@ export class Jail {
         else if (e.event === 'state-end') done(info);
       };
       const done = (v: Extract<StatusEvent, { event: 'state' }> | undefined) => {
+        clearTimeout(timer);
         client.off('event', on);
         client.off('close', closed);
         resolve(v);
       };
       const closed = () => done(undefined);
+      // A shim that accepts but does not answer (stopped, or wedged) is not waited for without end.
+      const timer = setTimeout(closed, options.stateTimeoutMs ?? ADOPT_TIMEOUT_MS);
       client.on('event', on);
       client.on('close', closed);
       client.send(['state']);
@@ -419,6 +422,9 @@ export class Jail {
     return this.exited;
   }
 }
+
+/** How long a shim may take to tell a new emperor its state. */
+const ADOPT_TIMEOUT_MS = 10_000;
 
 /** A pty request's size at most (native/src/shim.c MAX_PTY_REQUEST), and how long the shim may take to answer. */
 const PTY_REQUEST_MAX = 256 * 1024;

@@ -171,6 +171,27 @@ if (requireJails(t)) {
     await adopted?.jail.stop();
   });
 
+  t.test('a shim that accepts but does not answer is not waited for without end; once it answers, it is adopted', async (t) => {
+    const spec = specOf('fault-mute');
+    const first = await makeJail(t, spec);
+    const p = first.start('app', { argv: ['sleep', '300'] });
+    const { pid } = await p.started;
+    process.kill(first.shimPid, 'SIGSTOP');
+    t.teardown(() => {
+      try {
+        process.kill(first.shimPid, 'SIGCONT');
+      } catch {
+        // gone already
+      }
+    });
+    const options = { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR, stateTimeoutMs: 500 };
+    t.equal(await Jail.adopt(spec, options), undefined, 'a stopped shim: no adoption, after the timeout');
+    process.kill(first.shimPid, 'SIGCONT');
+    const adopted = await Jail.adopt(spec, options);
+    t.equal(adopted?.processes[0]?.pid, pid, 'the same shim, answering again, is adopted with its process');
+    await adopted?.jail.stop();
+  });
+
   t.test('exec into a stopped jail fails with a clear, coded error', async (t) => {
     const jail = await makeJail(t, specOf('fault-stopped'));
     await jail.stop();
