@@ -1,7 +1,7 @@
 /*
  * The status fd: one JSON object per line, the helper's only way of talking to the emperor.
  * Events: {"event":"ready",...}, {"event":"spawn",...}, {"event":"exit",...}, {"event":"error",...}.
- * packages/jail/src/status.ts is the one TypeScript module that reads them.
+ * packages/jail/src/protocol.ts is the one TypeScript module that knows them (and the requests).
  */
 #pragma once
 #include <stdbool.h>

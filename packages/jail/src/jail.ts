@@ -6,13 +6,15 @@ import { EmperorError, isEmperorError } from '@emperor/errors';
 import { spawn } from 'node:child_process';
 import type { Hierarchy } from './cgroup-detect.js';
 import { JailCgroups, limitsOf, type CgroupUsage } from './cgroups.js';
-import { helperArgsOnFd, helperPath, processEnd, sendHelperArgs } from './helper.js';
+import { helperPath, processEnd } from './helper.js';
 import { mountArgs } from './layout.js';
-import { JailProcess, ptyArgs, startArgs, type ExecOptions, type PtyOptions, type StartOptions } from './jail-process.js';
+import { JailProcess } from './jail-process.js';
 import { fdAddon, JailPty } from './pty.js';
-import { frameRequest, ShimClient } from './shim-client.js';
+import { ShimClient } from './shim-client.js';
 import { ShimProcess } from './shim-process.js';
-import { helperError, parseStatusLine, readStatus, type StatusEvent } from './status.js';
+import { frameRequest, helperArgsOnFd, helperError, parseStatusLine, ptyArgs, readStatus, sendHelperArgs, startArgs, type ExecOptions, type JailExit, type PtyOptions, type StartOptions, type StatusEvent } from './protocol.js';
+
+export type { JailExit } from './protocol.js';
 
 /** Where and how a jail is built, beyond its vassal spec. */
 export interface JailOptions {
@@ -33,12 +35,6 @@ export interface JailOptions {
   label?: string;
   /** For tests: the cgroup hierarchies to use. */
   hierarchies?: Hierarchy[];
-}
-
-/** How a jail ended. */
-export interface JailExit {
-  code: number | null;
-  signal: number | null;
 }
 
 /** What the shim says of its jail (its `ready` at creation, its `state` to a later emperor). */

@@ -1,20 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { EmperorError } from '@emperor/errors';
-import { encodeArgs } from './helper.js';
-import { readStatus, type StatusEvent } from './status.js';
-
-/** At most this many bytes of one request (the shim refuses more, native/src/shim.c). */
-const MAX_REQUEST = 1 << 20;
-
-/** One request as the shim reads it: a little-endian u32 length, then the words, each NUL-terminated. */
-export const frameRequest = (words: readonly string[], max = MAX_REQUEST): Buffer => {
-  const body = encodeArgs(words);
-  if (body.length > max) throw new EmperorError('EMPEROR_ERR_JAIL_HELPER', `expected a shim request of at most ${max} bytes, got ${body.length}`, { hint: 'the vassal\'s env or command is too large' });
-  const head = Buffer.alloc(4);
-  head.writeUInt32LE(body.length);
-  return Buffer.concat([head, body]);
-};
+import { frameRequest, readStatus, type StatusEvent } from './protocol.js';
 
 /**
  * The emperor's end of a jail shim's control socket (native/src/shim.c): requests are a u32 length and

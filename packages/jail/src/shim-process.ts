@@ -1,28 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
 import { EmperorError } from '@emperor/errors';
-import type { JailExit } from './jail.js';
-import type { Started } from './jail-process.js';
-import { helperError, type StatusEvent } from './status.js';
-
-/** Where a supervised process's stdout and stderr go. */
-export type Output =
-  /** A log file, written by the shim (it outlives the emperor) and rotated by size: PATH, PATH.1 ... PATH.KEEP. */
-  | { log: string; gid: number; maxBytes?: number; keep?: number }
-  /** To the emperor, as `output` events (dropped while no emperor is connected). */
-  | 'emperor'
-  | 'null';
-
-/** The log rotation of the emperor's LogFile: 10 MiB a file, three kept. */
-export const LOG_MAX_BYTES = 10 * 1024 * 1024;
-export const LOG_KEEP = 3;
-
-/** The shim's --out word for an output. */
-export const outputWord = (o: Output | undefined): string =>
-  o === undefined || o === 'null' ? 'null' : o === 'emperor' ? 'emperor' : `log:${o.maxBytes ?? LOG_MAX_BYTES}:${o.keep ?? LOG_KEEP}:${o.gid}:${o.log}`;
-
-/** A signal name or number as its number (the shim takes numbers). */
-export const signalNumber = (signal: NodeJS.Signals | number): number => (typeof signal === 'number' ? signal : constants.signals[signal]);
+import { helperError, signalNumber, type JailExit, type Started, type StatusEvent } from './protocol.js';
 
 /**
  * A process the jail's shim started and supervises: it is the shim's child, not the emperor's, so it runs
