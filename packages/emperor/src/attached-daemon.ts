@@ -2,7 +2,9 @@ import { join } from 'node:path';
 import type { DaemonSpec, VassalSpec } from '@emperor/config';
 import type { Jail, Output, ShimProcess } from '@emperor/jail';
 import type { EventBus } from './events.js';
+import { DEFAULT_BACKOFF, nextRespawn } from './backoff.js';
 import { logOutput } from './log-file.js';
+import { stopProcess } from './supervised.js';
 
 /** What a daemon needs from its vassal. */
 export interface DaemonContext {
@@ -16,8 +18,6 @@ export interface DaemonContext {
   /** Aborted by a stop of the vassal: a smart daemon's first process is not waited for any more. */
   signal?: AbortSignal;
 }
-
-const MAX_DELAY_MS = 30_000;
 
 /**
  * One attached daemon in a vassal's jail: started before the app, restarted with backoff when it dies
@@ -170,11 +170,13 @@ export class AttachedDaemon {
     this.#pid = undefined;
     if (this.#stopping) return;
     if (this.spec.control) return this.#ctx.onControlDeath();
-    if (Date.now() - this.#startedAt >= 10_000) this.#failures = 0;
+    // The app's respawn policy, without the curse (a daemon is restarted for as long as its vassal runs).
+    const policy = { ...DEFAULT_BACKOFF, maxDelayMs: this.spec.maxThrottleMs ?? DEFAULT_BACKOFF.maxDelayMs, curseAfter: Infinity };
+    if (Date.now() - this.#startedAt >= policy.minUptimeMs) this.#failures = 0;
     this.#failures++;
     this.restarts++;
-    const max = this.spec.maxThrottleMs ?? MAX_DELAY_MS;
-    const delay = this.#failures <= 1 ? 0 : Math.min(max, 100 * 2 ** (this.#failures - 2));
+    const next = nextRespawn(this.#failures, policy);
+    const delay = next.curse ? policy.maxDelayMs : next.delayMs;
     if (delay > 0) this.#emit('daemon-backoff', { delayMs: delay });
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
@@ -222,15 +224,7 @@ export class AttachedDaemon {
     const proc = this.#proc;
     this.#proc = undefined;
     if (proc === undefined) return;
-    const done = proc.exited.then(() => true);
-    proc.kill(this.spec.stopSignal as NodeJS.Signals);
-    let t: NodeJS.Timeout | undefined;
-    const ok = await Promise.race([done, new Promise<boolean>((r) => (t = setTimeout(() => r(false), timeoutMs)))]);
-    clearTimeout(t);
-    if (!ok) {
-      proc.kill('SIGKILL'); // its whole group, through the shim
-      await done;
-    }
+    await stopProcess(proc, this.spec.stopSignal as NodeJS.Signals | number, Date.now() + timeoutMs);
     this.#emit('daemon-exited', { pid: this.#pid, stopped: true });
     this.#pid = undefined;
   }

@@ -13,6 +13,7 @@ import { logOutput } from './log-file.js';
 import { defaultSocketOwner, makeRunDir, removeRunDir } from './run-dir.js';
 import { classifyChange } from './spec-diff.js';
 import type { Logins } from './logins.js';
+import { stopProcess } from './supervised.js';
 import { TouchWatcher } from './touch-watcher.js';
 import type { CustomerBudget } from './customer-budget.js';
 import type { StreamTimeouts } from './emperor.js';
@@ -778,18 +779,7 @@ export class Vassal {
 
   /** The stop signal to the app's process group, then SIGKILL at `deadline` (default: after stop-timeout). */
   async #stopApp(app: App, spec: VassalSpec, deadline = Date.now() + spec.stopTimeoutMs): Promise<void> {
-    const signal = typeof spec.stopSignal === 'number' ? spec.stopSignal : (spec.stopSignal as NodeJS.Signals);
-    const done = app.proc.exited.then(() => true);
-    app.proc.kill(signal);
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()))));
-    const exited = await Promise.race([done, timedOut]);
-    clearTimeout(timer);
-    if (!exited) {
-      // The whole group inside the jail (the shim signals the group of its leader).
-      app.proc.kill('SIGKILL');
-      await done;
-    }
+    await stopProcess(app.proc, spec.stopSignal as NodeJS.Signals | number, deadline);
   }
 
   /**

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import t from 'tap';
 import { alive, get, nodeApp, requireJails, startEmperor } from './fixtures/emperor.js';
 
@@ -44,8 +45,10 @@ if (requireJails(t)) {
 
   t.test('a vassal reload sends each daemon its reload signal', async (t) => {
     const e = await startEmperor(t);
-    e.write('hup.ini', '[uwsgi]', 'uid = demo-alice', "attach-daemon2 = cmd=trap 'echo got-hup >> /run/hups' HUP; while :; do sleep 0.1; done,reloadsignal=HUP", 'command = sleep 300');
+    e.write('hup.ini', '[uwsgi]', 'uid = demo-alice', "attach-daemon2 = cmd=trap 'echo got-hup >> /run/hups' HUP; touch /run/trapped; while :; do sleep 0.1; done,reloadsignal=HUP", 'command = sleep 300');
     await e.waitFor((x) => x.vassal === 'hup' && x.event === 'spawned');
+    // A HUP before the shell has set its trap would end it (the default action): wait for the trap.
+    for (let i = 0; i < 400 && !existsSync(e.socketOf('hup', 'trapped')); i++) await new Promise((r) => setTimeout(r, 10));
     const v = e.emperor.vassals.get('hup');
     const pid = v?.daemons[0]?.pid;
     await v?.reload();
