@@ -91,6 +91,9 @@ static void parse_create(int argc, char **argv, struct create_spec *s)
 			if (s->control_path[0] != '/')
 				die("--control: expected an absolute path, got %s", s->control_path);
 			i += 1;
+		} else if (!strcmp(a, "--pty-max")) {
+			s->pty_max = (int)xparse_num(need(argc, argv, &i, 1), 1, 4096, "--pty-max");
+			i += 1;
 		} else if (!strcmp(a, "--label")) {
 			s->label = need(argc, argv, &i, 1);
 			i += 1;

@@ -266,7 +266,7 @@ static void link_at(int dir, const char *target, const char *name)
 		die_errno("symlink %s -> %s", name, target);
 }
 
-static void do_dev(const char *dest)
+static void do_dev(const char *dest, int pty_max)
 {
 	set_step("mount /dev");
 	mount_fs(dest, "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755,size=64k");
@@ -289,7 +289,16 @@ static void do_dev(const char *dest)
 	/* A private devpts instance: the jail's ptys are not the host's, and host ptys are not visible. */
 	snprintf(sub, sizeof sub, "%s/pts", dest);
 	set_step("mount /dev/pts");
-	mount_fs(sub, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=620,gid=5");
+	/*
+	 * max=: the ptys this jail may hold at once. Every devpts instance but the host's draws from one pool
+	 * (kernel.pty.max less kernel.pty.reserve): without it one customer opening ptys in a loop would leave
+	 * none for another customer's login.
+	 */
+	char opts[128];
+	int n = snprintf(opts, sizeof opts, "newinstance,ptmxmode=0666,mode=620,gid=5");
+	if (pty_max > 0)
+		snprintf(opts + n, sizeof opts - (size_t)n, ",max=%d", pty_max);
+	mount_fs(sub, "devpts", MS_NOSUID | MS_NOEXEC, opts);
 	snprintf(sub, sizeof sub, "%s/shm", dest);
 	set_step("mount /dev/shm");
 	mount_fs(sub, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=64m");
@@ -358,7 +367,7 @@ void build_root(const struct create_spec *spec)
 			do_proc(op->dest);
 			break;
 		case M_DEV:
-			do_dev(op->dest);
+			do_dev(op->dest, spec->pty_max);
 			break;
 		case M_MQUEUE:
 			set_step("mount mqueue");

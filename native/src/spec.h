@@ -41,6 +41,7 @@ struct create_spec {
 	const char *control_path; /* NULL: the shim only waits for the init (the old, emperor-bound life) */
 	const char *label;
 	const char *run_dir;      /* the vassal's run dir on the host: where notify sockets go */
+	int pty_max;              /* ptys the jail's devpts may hold at once (devpts max=); 0: the kernel's */
 };
 
 struct exec_spec {

@@ -5,7 +5,7 @@ export type { CgroupLimits, CgroupUsage } from './cgroups.js';
 export { helperPath } from './helper.js';
 export { execArgs, helperArgsOnFd, LOG_KEEP, LOG_MAX_BYTES, parseStatusLine, ptyArgs, sendHelperArgs, startArgs } from './protocol.js';
 export type { ExecOptions, JailExit, JailRef, Output, PtyOptions, Started, StartOptions, StatusEvent } from './protocol.js';
-export { controlPathOf, Jail } from './jail.js';
+export { controlPathOf, Jail, ptyMaxOf } from './jail.js';
 export type { AdoptedJail, JailOptions } from './jail.js';
 export { JailProcess } from './jail-process.js';
 export { JailPty } from './pty.js';

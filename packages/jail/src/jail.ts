@@ -213,6 +213,7 @@ export class Jail {
       const args = [
         '--status-fd', '3', '--ns', spec.unshare.join(','), '--hostname', spec.hostname,
         '--control', controlPath, '--label', options.label ?? '', '--run-dir', options.runDir,
+        '--pty-max', String(ptyMaxOf(spec)),
         ...cgroups.dirs.flatMap((d) => ['--cgroup', d]),
         ...mounts,
         ...(s === undefined ? [] : ['--listen', options.runDir, s.path, String(s.uid), String(s.gid), s.mode.toString(8)]),
@@ -418,6 +419,12 @@ export class Jail {
     return this.exited;
   }
 }
+
+/**
+ * The ptys a jail's devpts may hold at once: its pty sessions, and as many again plus 16 for what the
+ * customer opens in them (tmux, screen, script). docs/security.md.
+ */
+export const ptyMaxOf = (spec: VassalSpec): number => Math.min(4096, 2 * spec.ptySessions + 16);
 
 /** How long a shim may take to tell a new emperor its state. */
 const ADOPT_TIMEOUT_MS = 10_000;

@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { JailPty } from '@emperor/jail';
+import { ptyMaxOf, type JailPty } from '@emperor/jail';
 import { cleanupCgroups, makeJail, requireJails, specOf } from './fixtures/jail.js';
 
 /** What the terminal shows until `pattern` appears (or the pty closes, or 5 s pass). */
@@ -55,5 +55,28 @@ if (requireJails(t)) {
     await t.rejects(jail.openPty({ argv: ['/bin/sh'], rows: 24, cols: 80, env: { BIG: 'x'.repeat(300 * 1024) } }), { message: /expected a shim request of at most 262144 bytes/ });
     await jail.stop();
     await t.rejects(jail.openPty({ argv: ['/bin/sh'], rows: 24, cols: 80 }), { code: 'EMPEROR_ERR_JAIL_STOPPED' });
+  });
+
+  t.test('a customer who opens ptys in a loop stops at their jail\'s own bound; a neighbour\'s login still gets one', async (t) => {
+    const hogSpec = specOf('ptyhog', 'pty-sessions = 2');
+    const hog = await makeJail(t, hogSpec);
+    const neighbour = await makeJail(t, specOf('ptyok'));
+    // As the customer, inside the jail: ptys until the kernel says no, then hold them.
+    const p = hog.exec({ argv: ['python3', '-c', 'import os, sys, time\nfds = []\ntry:\n    while True: fds.append(os.openpty())\nexcept OSError as e:\n    print(len(fds), e.errno, flush=True)\ntime.sleep(60)\n'] });
+    const line = await new Promise<string>((resolve) => {
+      let out = '';
+      p.subprocess.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out.trim());
+      });
+      void p.exited.then(() => resolve(out.trim()));
+    });
+    t.equal(line, `${ptyMaxOf(hogSpec)} 28`, `it got ${ptyMaxOf(hogSpec)} ptys (2 x pty-sessions + 16), then ENOSPC`);
+    const login = await neighbour.openPty({ argv: ['/bin/sh', '-c', 'tty'], rows: 24, cols: 80 });
+    t.match(await until(login, /\/dev\/pts\/\d+/), /\/dev\/pts\/\d+/, 'the neighbour\'s login has its pty');
+    login.close();
+    await t.rejects(hog.openPty({ argv: ['/bin/sh'], rows: 24, cols: 80 }), { message: /ENOSPC|No space left/ }, 'the hog\'s own next login is refused, saying why');
+    p.kill('SIGKILL');
+    await p.exited;
   });
 }
