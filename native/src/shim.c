@@ -684,9 +684,10 @@ static void report_state(void)
 {
 	char qlabel[2200];
 	event("\"event\":\"state\",\"label\":%s,\"shim\":%d,\"shim_start\":%llu,\"init\":%d,\"init_start\":%llu,\"socket_fd\":%d,"
-	      "\"born_in_cgroup\":%s",
+	      "\"born_in_cgroup\":%s,\"pty\":%s",
 	      quoted(qlabel, sizeof qlabel, cspec->label ? cspec->label : ""), (int)getpid(), proc_start_time(getpid()),
-	      (int)jail->init, jail->init_start, jail->listen_fd, jail->born_in_cgroup ? "true" : "false");
+	      (int)jail->init, jail->init_start, jail->listen_fd, jail->born_in_cgroup ? "true" : "false",
+	      devpts_fd >= 0 ? "true" : "false");
 	for (int i = 0; i < MAX_PROCS; i++) {
 		struct proc *p = &procs[i];
 		if (!p->used || p->forgotten)
@@ -941,9 +942,9 @@ void shim_serve(const struct create_spec *spec, struct shim_jail *j)
 	}
 	devpts_fd = open_devpts(j->init);
 	status_event("\"event\":\"ready\",\"shim\":%d,\"init\":%d,\"init_start\":%llu,\"shim_start\":%llu,"
-		     "\"socket_fd\":%d,\"born_in_cgroup\":%s,\"control\":true",
+		     "\"socket_fd\":%d,\"born_in_cgroup\":%s,\"control\":true,\"pty\":%s",
 		     (int)getpid(), (int)j->init, j->init_start, proc_start_time(getpid()), j->listen_fd,
-		     j->born_in_cgroup ? "true" : "false");
+		     j->born_in_cgroup ? "true" : "false", devpts_fd >= 0 ? "true" : "false");
 	/*
 	 * From here on the emperor may come and go: nothing of the shim's is tied to it. The status fd and stdio
 	 * were the creating emperor's pipes; they go, so that its death is no SIGPIPE or EPIPE of ours.

@@ -46,6 +46,8 @@ interface ShimInfo {
   socket_fd: number;
   born_in_cgroup: boolean;
   label: string;
+  /** The shim serves `pty` requests (false or missing: built by an emperor before issue 11's ptys). */
+  pty?: boolean;
 }
 
 /** A running jail a new emperor found, with the processes its shim supervises. */
@@ -354,6 +356,8 @@ export class Jail {
    */
   async openPty(options: PtyOptions): Promise<JailPty> {
     this.#assertRunning();
+    // A shim of an older emperor would take the pty connection for a new emperor's (and drop ours).
+    if (this.#info.pty !== true) throw new EmperorError('EMPEROR_ERR_JAIL_SETUP', `jail ${this.name}: a pty: expected a shim that opens ptys, got one built by an older emperor`, { hint: `restart the vassal (emperor restart ${this.name}) to give it a jail of this version` });
     const id = `pty-${++this.#seq}`;
     const p = this.#track(id);
     let reply: { fd: number; line: string };

@@ -204,13 +204,13 @@ export interface JailExit {
  * (native/src/status.h writes it).
  */
 export type StatusEvent =
-  | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number; born_in_cgroup: boolean; control?: boolean }
+  | { event: 'ready'; shim: number; init: number; init_start: number; shim_start: number; socket_fd: number; born_in_cgroup: boolean; control?: boolean; pty?: boolean }
   | { event: 'spawn'; id?: string; pid: number; jail_pid: number; start?: number; born_in_cgroup: boolean }
   | { event: 'notify'; id?: string; pid: number; ready: boolean }
   | { event: 'exit'; id?: string; pid?: number; code: number | null; signal: number | null }
   | { event: 'error'; id?: string; step?: string; errno: number; error: string; message: string }
   | { event: 'output'; id: string; fd: 1 | 2; data: string }
-  | { event: 'state'; label: string; shim: number; shim_start: number; init: number; init_start: number; socket_fd: number; born_in_cgroup: boolean }
+  | { event: 'state'; label: string; shim: number; shim_start: number; init: number; init_start: number; socket_fd: number; born_in_cgroup: boolean; pty?: boolean }
   | { event: 'proc'; id: string; pid: number; jail_pid: number; start: number; ready: boolean; exited: boolean; code: number; signal: number }
   | { event: 'state-end' }
   | { event: 'replaced' }

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import t from 'tap';
-import { ptyMaxOf, type JailPty } from '@emperor/jail';
-import { cleanupCgroups, makeJail, requireJails, specOf } from './fixtures/jail.js';
+import { controlPathOf, Jail, JailCgroups, ptyMaxOf, type JailPty } from '@emperor/jail';
+import { CGROUP_PARENT, cleanupCgroups, CONTROL_DIR, makeJail, requireJails, runDirFor, specOf } from './fixtures/jail.js';
 
 /** What the terminal shows until `pattern` appears (or the pty closes, or 5 s pass). */
 const until = (pty: JailPty, pattern: RegExp): Promise<string> =>
@@ -78,5 +80,29 @@ if (requireJails(t)) {
     await t.rejects(hog.openPty({ argv: ['/bin/sh'], rows: 24, cols: 80 }), { message: /ENOSPC|No space left/ }, 'the hog\'s own next login is refused, saying why');
     p.kill('SIGKILL');
     await p.exited;
+  });
+
+  t.test('a jail whose shim predates ptys (an older emperor built it): a login is refused saying what to do, and no pty request reaches that shim', async (t) => {
+    // A stand-in for such a shim: it answers state as before issue 11 (no "pty"), and counts connections.
+    const spec = specOf('ptyold');
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
+    const info = { label: '', shim: process.pid, shim_start: start, init: process.pid, init_start: start, socket_fd: -1, born_in_cgroup: true };
+    let connections = 0;
+    const server = createServer((sock) => {
+      connections++;
+      sock.on('error', () => {});
+      sock.on('data', () => sock.write(`${JSON.stringify({ event: 'state', ...info })}\n{"event":"state-end"}\n`));
+    });
+    await new Promise<void>((r) => server.listen(controlPathOf(CONTROL_DIR, spec.name), r));
+    const cgroups = JailCgroups.create(spec.name, CGROUP_PARENT); // what the old jail would have
+    const adopted = await Jail.adopt(spec, { runDir: runDirFor(t, spec), cgroupParent: CGROUP_PARENT, controlDir: CONTROL_DIR });
+    t.ok(adopted, 'adopted');
+    await t.rejects(adopted!.jail.openPty({ argv: ['/bin/sh'], rows: 24, cols: 80 }), { code: 'EMPEROR_ERR_JAIL_SETUP', message: /expected a shim that opens ptys, got one built by an older emperor/, hint: /emperor restart ptyold/ });
+    t.equal(connections, 1, 'only the emperor\'s own connection: none that the old shim would have taken for a new emperor\'s');
+    t.notOk(adopted!.jail.replaced, 'the emperor keeps the jail');
+    adopted!.jail.detach();
+    await new Promise((r) => server.close(r));
+    await cgroups.drainAndRemove();
   });
 }
