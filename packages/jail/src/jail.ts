@@ -252,7 +252,7 @@ export class Jail {
   /**
    * Takes over the running jail of `spec.name` (its shim's control socket in `options.controlDir`): the
    * shim says what it runs, and every process it supervises comes back as a {@link ShimProcess}. Undefined
-   * when no shim answers there (none, a dead one's socket, or one that says nothing within 10 s).
+   * when no shim answers there (none, a dead one's socket, or one that says nothing within 60 s).
    */
   static async adopt(spec: VassalSpec, options: Omit<JailOptions, 'socket' | 'label'> & { stateTimeoutMs?: number }): Promise<AdoptedJail | undefined> {
     const controlPath = controlPathOf(options.controlDir, spec.name);
@@ -278,8 +278,11 @@ export class Jail {
         resolve(v);
       };
       const closed = () => done(undefined);
-      // A shim that accepts but does not answer (stopped, or wedged) is not waited for without end.
-      const timer = setTimeout(closed, options.stateTimeoutMs ?? ADOPT_TIMEOUT_MS);
+      // A shim that accepts but does not answer (stopped, or wedged) is not waited for without end. The
+      // timer gives up only after one more pass over I/O (setImmediate runs after the poll phase): an event
+      // loop that was busy past the timeout (a slow machine starting hundreds of vassals) reads an answer that
+      // came meanwhile before it concludes there was none.
+      const timer = setTimeout(() => setImmediate(closed), options.stateTimeoutMs ?? ADOPT_TIMEOUT_MS);
       client.on('event', on);
       client.on('close', closed);
       client.send(['state']);
@@ -430,8 +433,8 @@ export class Jail {
  */
 export const ptyMaxOf = (spec: VassalSpec): number => Math.min(4096, 2 * spec.ptySessions + 16);
 
-/** How long a shim may take to tell a new emperor its state. */
-const ADOPT_TIMEOUT_MS = 10_000;
+/** How long a shim may take to tell a new emperor its state (generous: it answers at once when it can). */
+const ADOPT_TIMEOUT_MS = 60_000;
 
 /** A pty request's size at most (native/src/shim.c MAX_PTY_REQUEST), and how long the shim may take to answer. */
 const PTY_REQUEST_MAX = 256 * 1024;
