@@ -160,6 +160,8 @@ export class PtyRouter {
     /** Input that came while the pty was being opened (the client is paused meanwhile: one chunk at most). */
     let early: Buffer[] | undefined;
     let eofEarly = false;
+    /** A write to the pty or the command's stdin is waiting for its drain (the client stays paused). */
+    let draining = false;
     let framed = false;
     let outPaused = false;
     /** The client is gone or was closed (end), or the session is over (finish). */
@@ -279,7 +281,7 @@ export class PtyRouter {
         early = undefined;
         for (const d of queued) input(d);
         if (eofEarly) t.write('\x04');
-        if (!ended) pauseInput(false);
+        if (!ended && !draining) pauseInput(false); // unless the replayed input already filled the pty
       }, (e: unknown) => (ended ? finish(1, null) : fail(e)));
     };
     let termOf: string | undefined;
@@ -302,7 +304,7 @@ export class PtyRouter {
         for (const d of queued) input(d);
         if (eofEarly) cmd.subprocess.stdin?.end();
         void cmd.exited.then((e) => finish(e.code, e.signal));
-        if (!ended) pauseInput(false);
+        if (!ended && !draining) pauseInput(false); // unless the replayed input already filled the pty
       });
       early = [];
       pauseInput(true);
@@ -314,9 +316,13 @@ export class PtyRouter {
         return;
       }
       const to = pty?.terminal ?? cmd?.subprocess.stdin;
-      if (to && !to.destroyed && !to.write(data) && !inPaused) {
+      if (to && !to.destroyed && !to.write(data) && !draining) {
+        draining = true;
         pauseInput(true);
-        to.once('drain', () => pauseInput(false));
+        to.once('drain', () => {
+          draining = false;
+          pauseInput(false);
+        });
       }
     };
     const apply = (f: Frame) => {
