@@ -42,6 +42,29 @@ try {
 } catch {
   // no iproute2: nothing to check
 }
+// The project's network (net = nat): veths named emv*, the nftables table inet emperor. In every network
+// namespace a process is in (the machine's own included), each looked at once.
+const seenNs = new Set();
+for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+  let ns;
+  try {
+    ns = readlinkSync(`/proc/${pid}/ns/net`);
+  } catch {
+    continue;
+  }
+  if (seenNs.has(ns)) continue;
+  seenNs.add(ns);
+  const inNs = (cmd) => {
+    try {
+      return execFileSync('nsenter', [`--net=/proc/${pid}/ns/net`, '--', ...cmd], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    } catch {
+      return '';
+    }
+  };
+  const links = inNs(['ip', '-o', 'link', 'show']).split('\n').filter((l) => /^\d+: emv\d+[@:]/.test(l));
+  if (links.length > 0) problems.push(`jail veths left behind in ${ns} (pid ${pid}): ${links.map((l) => l.split(':')[1].trim()).join(', ')}`);
+  if (/table inet emperor\b/.test(inNs(['nft', 'list', 'tables']))) problems.push(`nftables table inet emperor left behind in ${ns} (pid ${pid})`);
+}
 for (const f of readdirSync('/tmp')) {
   if (/^emperor-(run|test|distro|bind|suid|config-test|read-test|cli-test)/.test(f) && statSync(join('/tmp', f)).isDirectory()) problems.push(`scratch dir left behind: /tmp/${f}`);
 }
@@ -49,4 +72,4 @@ if (problems.length > 0) {
   for (const p of problems) console.error(`leak-check: ${p}`);
   process.exit(1);
 }
-console.log('leak-check: no process, cgroup, mount, network namespace or scratch dir left behind');
+console.log('leak-check: no process, cgroup, mount, network namespace, jail veth, nftables table or scratch dir left behind');

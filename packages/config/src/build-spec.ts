@@ -93,6 +93,17 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
   const runDirSizeBytes = bounded('run-dir-size');
   const ptySessions = bounded('pty-sessions');
   const stopTimeoutMs = bounded('stop-timeout');
+  const netRate = bounded('net-rate');
+  const netConnections = bounded('net-connections');
+  const net = v.net ?? DEFAULTS.net;
+  if (net === 'nat' && v.unshare !== undefined && !v.unshare.includes('net')) at('net', 'expected the net namespace in unshare with net = nat, got an unshare list without net', 'add net to unshare (a nat jail has an interface of its own)');
+  if (net === 'none') {
+    for (const k of ['net-allow', 'net-deny', 'net-rate', 'net-connections'] as const) if (v[k] !== undefined) at(k, 'expected net = nat with it, got net = none', 'add net = nat, or remove this key');
+  }
+  if (ctx.options.tyrant && v['net-allow'] !== undefined) {
+    // Allow rules open private networks (the host's, the operator's): the operator's alone (emperor.ini).
+    at('net-allow', 'expected no net-allow in tyrant mode, got one', 'private destinations are opened by the operator (net-allow in emperor.ini); net-deny is yours', 'EMPEROR_ERR_CONFIG_USER');
+  }
   (v.rlimit ?? []).forEach((r, i) => {
     const over = rlimitOverCeiling(r.name, r.value[1], limits);
     if (over !== undefined) problems.push({ code: 'EMPEROR_ERR_CONFIG_LIMIT', file: ctx.file, line: ctx.lines.get('rlimit')?.[i], key: 'rlimit', message: over.message, hint: over.hint });
@@ -147,6 +158,11 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     pty: v.pty ?? DEFAULTS.pty,
     ptySessions,
     subscriptions: [...(v['subscribe-to'] ?? []), ...(v.subscribe2 ?? [])],
+    net,
+    netAllow: v['net-allow'] ?? [],
+    netDeny: v['net-deny'] ?? [],
+    netRate,
+    netConnections,
   };
   return { ok: true, spec };
 };

@@ -6,6 +6,7 @@ import { Invalid, show } from './values/invalid.js';
 import { parseDuration } from './values/duration.js';
 import { parseRlimit, parseRlimitMax, showRlimit } from './values/rlimit.js';
 import { parseSize } from './values/size.js';
+import { parseIfName, parseIpv4, parseIpv4Net, parseNetRule, parseRate, type Ipv4Net, type NetRule } from './values/net.js';
 import { parseUser } from './values/users.js';
 
 /** The daemon's own settings from emperor.ini (the command line may override each). */
@@ -19,10 +20,28 @@ export interface EmperorIniSettings {
   'jail-builds'?: number;
 }
 
-/** What an emperor.ini holds: the daemon's settings and the operator's limits. */
+/** The operator's network for `net = nat` jails (docs/network.md). */
+export interface NetworkSettings {
+  /** Where jail addresses come from: one /30 per jail. */
+  pool: Ipv4Net;
+  /** Interfaces jail traffic leaves by (NAT); empty: the default route's, found when the first jail starts. */
+  uplinks: string[];
+  /** Resolvers the jails' /etc/resolv.conf names (reachable from every jail); empty: the host's own. */
+  dns: number[];
+  /** Destinations every nat jail may reach, private ones included. */
+  allow: NetRule[];
+  /** Where each was set, for messages. */
+  from: { pool: string; uplinks: string; dns: string };
+}
+
+/** 10.208.0.0/16 (16,384 jails): RFC 1918, chosen to be unlikely on a hosting LAN; set net-pool to move it. */
+export const builtinNetwork = (): NetworkSettings => ({ pool: { addr: 0x0ad00000, bits: 16 }, uplinks: [], dns: [], allow: [], from: { pool: 'the built-in default', uplinks: 'the built-in default', dns: 'the built-in default' } });
+
+/** What an emperor.ini holds: the daemon's settings, the operator's limits and network. */
 export interface EmperorIni {
   settings: EmperorIniSettings;
   limits: OperatorLimits;
+  network: NetworkSettings;
 }
 
 const G = 1024 ** 3;
@@ -37,9 +56,13 @@ const PARSERS: Record<keyof typeof BOUNDED_KEYS, (raw: unknown) => number> = {
   'run-dir-size': (r) => parseSize(r, 1024 ** 2, 64 * G),
   'pty-sessions': (r) => parseInteger(r, 0, 1000, 'a number of sessions'),
   'stop-timeout': (r) => parseDuration(r, 3_600_000),
+  'net-rate': parseRate,
+  'net-connections': (r) => parseInteger(r, 1, 1_000_000, 'a number of connections'),
 };
 const LOG_FORMATS = ['auto', 'pretty', 'journal', 'json'] as const;
-const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'log-format', 'jail-builds', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit'];
+const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'log-format', 'jail-builds', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit', 'net-pool', 'net-uplink', 'net-dns', 'net-allow'];
+/** Keys that may repeat (each line adds). */
+const REPEATED = new Set(['rlimit', 'max-rlimit', 'net-allow']);
 const KNOWN = [...PLAIN, ...Object.keys(BOUNDED_KEYS).flatMap((k) => [k, `max-${k}`])];
 
 /**
@@ -61,6 +84,7 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
   const problems: ConfigProblem[] = [];
   const settings: EmperorIniSettings = {};
   const limits = builtinLimits();
+  const network = builtinNetwork();
   const seen = new Set<string>();
   let section = '';
   text.split(/\r?\n/).forEach((raw, i) => {
@@ -80,7 +104,7 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
     if (section !== 'emperor') return problem('expected the key inside an [emperor] section, got it outside', 'put [emperor] on the first line', 'EMPEROR_ERR_CONFIG_SECTION');
     if (eq <= 0) return problem(`expected KEY = VALUE, got ${JSON.stringify(l)}`, undefined, 'EMPEROR_ERR_CONFIG_SYNTAX');
     if (!KNOWN.includes(key)) return problem(`expected one of ${KNOWN.join(', ')}, got ${JSON.stringify(key)}`, undefined, 'EMPEROR_ERR_CONFIG_UNKNOWN_KEY');
-    if (key !== 'rlimit' && key !== 'max-rlimit') {
+    if (!REPEATED.has(key)) {
       if (seen.has(key)) return problem('expected it once, got it a second time', 'keep one', 'EMPEROR_ERR_CONFIG_DUPLICATE_KEY');
       seen.add(key);
     }
@@ -101,6 +125,19 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
         for (const n of names) parseUser(n);
         limits.socketOwners = { names, from: where };
       }
+      else if (key === 'net-pool') {
+        const pool = parseIpv4Net(value, 'an IPv4 network like 10.208.0.0/16, from /8 to /28 (one /30 per jail)');
+        if (pool.bits < 8 || pool.bits > 28) throw new Invalid('an IPv4 network like 10.208.0.0/16, from /8 to /28 (one /30 per jail)');
+        network.pool = pool;
+        network.from.pool = where;
+      } else if (key === 'net-uplink') {
+        network.uplinks = value.split(',').map((n) => n.trim()).filter((n) => n !== '').map(parseIfName);
+        network.from.uplinks = where;
+      } else if (key === 'net-dns') {
+        network.dns = value.split(',').map((n) => n.trim()).filter((n) => n !== '').map(parseIpv4);
+        if (network.dns.length === 0 || network.dns.length > 3) throw new Invalid('one to three IPv4 resolvers, comma-separated, like 192.0.2.53, 192.0.2.54');
+        network.from.dns = where;
+      } else if (key === 'net-allow') network.allow.push(parseNetRule(value));
       else if (key === 'rlimit') {
         const r = parseRlimit(value);
         Object.assign(limits.rlimits[r.name], { default: r.value, defaultFrom: where });
@@ -127,5 +164,5 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
     if (b.default[1] > b.max) problems.push({ code: 'EMPEROR_ERR_CONFIG_VALUE', file, key: 'rlimit', message: `expected the hard ${name} limit (${showRlimit(name as never, b.default[1])}, ${b.defaultFrom}) at most max-rlimit ${name} (${showRlimit(name as never, b.max)}, ${b.maxFrom}), got more`, hint: `lower rlimit = ${name}=... or raise max-rlimit = ${name}=...` });
   }
   if (problems.length > 0) throw new ConfigError(file, problems);
-  return { settings, limits };
+  return { settings, limits, network };
 };

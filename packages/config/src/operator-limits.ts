@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { RLIMIT_NAMES, showRlimit, type RlimitName, type RlimitPair } from './values/rlimit.js';
 import { human } from './values/size.js';
+import { showRate } from './values/net.js';
 
 /** A limit the operator sets: what a vassal gets when its file says nothing, and the most it may ask for. */
 export interface Bound {
@@ -33,6 +34,10 @@ export interface OperatorLimits {
   ptySessions: Bound;
   /** Milliseconds: bounds how long one vassal can hold up a stop and the emperor's shutdown. */
   stopTimeout: Bound;
+  /** Bits per second of egress (net = nat); Infinity: unlimited. */
+  netRate: Bound;
+  /** Open connections (conntrack entries) of one jail. */
+  netConnections: Bound;
   rlimits: Record<RlimitName, RlimitBound>;
   /** Tyrant mode: how many vassal files one uid may have running. */
   vassalsPerUid: { value: number; from: string };
@@ -73,6 +78,8 @@ export const builtinLimits = (): OperatorLimits => ({
   runDirSize: bound(16 * M, 256 * M),
   ptySessions: bound(4, 32),
   stopTimeout: bound(10_000, 300_000),
+  netRate: bound(Infinity, Infinity),
+  netConnections: bound(1024, 16_384),
   rlimits: {
     nofile: rl(1024, 4096, 65_536),
     nproc: rl(4096, 4096, 65_536),
@@ -97,6 +104,8 @@ export const BOUNDED_KEYS = {
   'run-dir-size': { limit: 'runDirSize', show: human },
   'pty-sessions': { limit: 'ptySessions', show: String },
   'stop-timeout': { limit: 'stopTimeout', show: (ms: number) => (ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`) },
+  'net-rate': { limit: 'netRate', show: (b: number) => (b === Infinity ? 'unlimited' : showRate(b)) },
+  'net-connections': { limit: 'netConnections', show: String },
 } as const satisfies Record<string, { limit: keyof OperatorLimits; show: (n: number) => string }>;
 
 /** A bounded vassal key. */

@@ -10,6 +10,7 @@ import { parseAbsolutePath, parseBind, parseRunDirPath } from './values/paths.js
 import { parseSignal } from './values/signal.js';
 import { parseRlimit } from './values/rlimit.js';
 import { parseSize } from './values/size.js';
+import { parseNetRule, parseRate } from './values/net.js';
 import { parseSubscribe2, parseSubscribeTo } from './values/subscription.js';
 import { parseGroup, parseOwner, parseUser } from './values/users.js';
 
@@ -132,6 +133,11 @@ export const KEYS = {
   'touch-reload': { multi: true, schema: field((r) => parseAbsolutePath(r, 'an absolute path inside the jail')) },
   pty: { multi: false, schema: field(parseBool) },
   'pty-sessions': { multi: false, schema: field((r) => parseInteger(r, 0, 1000, 'a number of sessions')) },
+  net: { multi: false, schema: field((r) => parseEnum(r, ['none', 'nat'] as const)) },
+  'net-allow': { multi: true, schema: field(parseNetRule) },
+  'net-deny': { multi: true, schema: field(parseNetRule) },
+  'net-rate': { multi: false, schema: field(parseRate) },
+  'net-connections': { multi: false, schema: field((r) => parseInteger(r, 1, 1_000_000, 'a number of connections')) },
   'subscribe-to': { multi: true, schema: field(parseSubscribeTo) },
   subscribe2: { multi: true, schema: field(parseSubscribe2) },
 } as const;

@@ -4,6 +4,7 @@ import type { RlimitName, RlimitPair } from './values/rlimit.js';
 import type { BindSpec } from './values/paths.js';
 import type { SubscriptionSpec } from './values/subscription.js';
 import type { VassalFormat } from './read-file.js';
+import type { NetRule } from './values/net.js';
 
 /** A namespace a jail can unshare. */
 export type Namespace = 'fs' | 'ipc' | 'uts' | 'net' | 'pid';
@@ -63,6 +64,16 @@ export interface VassalSpec {
   /** Concurrent pty router sessions (SSH logins) at most. */
   ptySessions: number;
   subscriptions: SubscriptionSpec[];
+  /** `none`: loopback only; `nat`: one interface, a pool address, NAT out of the host (docs/network.md). */
+  net: 'none' | 'nat';
+  /** Private destinations the vassal may reach besides the operator's (net = nat). */
+  netAllow: NetRule[];
+  /** Public destinations it may not reach. */
+  netDeny: NetRule[];
+  /** Egress bits per second at most; Infinity: no limit. */
+  netRate: number;
+  /** Connections (conntrack entries) the jail may have open at once. */
+  netConnections: number;
 }
 
 /** Defaults, documented in docs/vassal-file.md. */
@@ -75,6 +86,7 @@ export const DEFAULTS = {
   rootfs: 'host',
   unshare: ['fs', 'ipc', 'uts', 'net', 'pid'],
   pty: true,
+  net: 'none',
 } as const;
 
 /** The default hostname of a vassal: its name, with characters a hostname cannot have made "-". */

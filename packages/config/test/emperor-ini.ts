@@ -35,7 +35,7 @@ t.test('a bad emperor.ini names the line, the key, what was expected and what wa
     'emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"',
     'emperor.ini:3: max-cpu-limit: expected a percent of one CPU from 1 to 100000, got "0"',
     `emperor.ini:4: rlimit: expected a resource limit like nofile=1024:4096 or core=0 (NAME=SOFT[:HARD], NAME one of nofile, nproc, core, memlock, stack, fsize, as, cpu; sizes like 8M for core, memlock, stack, fsize and as), got "files=3"`,
-    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, jail-builds, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, got "colour"`,
+    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, jail-builds, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, net-pool, net-uplink, net-dns, net-allow, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, net-rate, max-net-rate, net-connections, max-net-connections, got "colour"`,
     'emperor.ini:6: tyrant: expected on or off (also true/false, yes/no, 1/0), got "maybe"',
     'emperor.ini:8: pids-limit: expected it once, got it a second time (keep one)',
   ]);
@@ -65,4 +65,21 @@ t.test('log-format: auto, pretty, journal or json; anything else names the choic
 t.test('jail-builds: how many jails are built at once, from 1 to 1024', async (t) => {
   t.same(parseEmperorIni('[emperor]\njail-builds = 8\n', 'e.ini').settings, { 'jail-builds': 8 });
   t.same(problemsOf('[emperor]\njail-builds = 0\n'), ['emperor.ini:2: jail-builds: expected a number of jails built at once from 1 to 1024, got "0"']);
+});
+
+t.test('emperor.ini: the network of net = nat jails, its rate and connection ceilings', async (t) => {
+  const { network, limits } = parseEmperorIni(['[emperor]', 'net-pool = 10.50.0.0/20', 'net-uplink = eth0, bond0', 'net-dns = 192.0.2.53,192.0.2.54', 'net-allow = tcp 10.0.0.5:5432', 'net-allow = udp 10.0.0.53:53', 'max-net-rate = 100mbit', 'net-rate = 20mbit', 'net-connections = 256'].join('\n'), '/etc/emperor/emperor.ini');
+  t.same([network.pool, network.uplinks, network.dns.length, network.allow.map((r) => r.text)], [{ addr: 0x0a320000, bits: 20 }, ['eth0', 'bond0'], 2, ['tcp 10.0.0.5:5432', 'udp 10.0.0.53:53']]);
+  t.equal(network.from.pool, '/etc/emperor/emperor.ini:2');
+  const spec = await good('n.ini', ini('command = x', 'net = nat'), { limits });
+  t.same([spec.netRate, spec.netConnections], [20e6, 256], 'the operator\'s defaults');
+  t.same(lines(await bad('n.ini', ini('command = x', 'net = nat', 'net-rate = 1gbit'), { limits })), ['n.ini:5: net-rate: expected at most 100mbit (max-net-rate, set in /etc/emperor/emperor.ini:7), got 1gbit (ask for 100mbit or less, or have the operator raise max-net-rate in emperor.ini)']);
+  t.same(problemsOf(['[emperor]', 'net-pool = 10.50.0.1/16', 'net-pool = 10.0.0.0/30', 'net-dns = resolver', 'net-uplink = eth 0', 'net-allow = tcp 10.0.0.5:99999', 'net-rate = 10M'].join('\n')), [
+    'emperor.ini:2: net-pool: expected an IPv4 network like 10.208.0.0/16, from /8 to /28 (one /30 per jail), got "10.50.0.1/16" (the network is 10.50.0.0/16)',
+    'emperor.ini:3: net-pool: expected it once, got it a second time (keep one)',
+    'emperor.ini:4: net-dns: expected an IPv4 address like 192.0.2.53, got "resolver"',
+    'emperor.ini:5: net-uplink: expected an interface name like eth0 (at most 15 characters, no "/" or space), got "eth 0"',
+    'emperor.ini:6: net-allow: expected PROTO ADDRESS[/BITS][:PORT[-PORT]] with PROTO one of tcp, udp, icmp, any, like "tcp 10.0.0.5:5432", got "tcp 10.0.0.5:99999" (ports are 1 to 65535, low-high)',
+    'emperor.ini:7: net-rate: expected a rate like 500kbit, 20mbit or 1gbit (bits per second), from 64kbit to 100gbit, got "10M" (say the unit: 20mbit)',
+  ]);
 });

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { builtinLimits } from '../src/index.js';
 import { bad, good, ini, lines } from './fixtures/check.js';
 
 // One table row per key: good values with what they become, and bad values with the start of the message.
@@ -67,6 +68,15 @@ const rows: Row[] = [
   { key: 'cron-harakiri', extra: ['cron = * * * * * x'], pick: (s) => s.cronTimeoutMs, good: [['5m', 300000]], bad: [['2d', /a duration/]] },
   { key: 'touch-reload', pick: (s) => s.touchReload, good: [['/srv/app/reload', ['/srv/app/reload']]], bad: [['reload.txt', /absolute path/]] },
   { key: 'pty', pick: (s) => s.pty, good: [['on', true], ['Off', false], ['yes', true], ['0', false]], bad: [['maybe', /on or off/]] },
+  { key: 'net', pick: (s) => s.net, good: [['nat', 'nat'], ['NONE', 'none']], bad: [['bridge', /one of none, nat/]] },
+  {
+    key: 'net-allow', extra: ['net = nat'], pick: (s) => s.netAllow.map((r: any) => [r.text, r.dest.bits, r.ports]),
+    good: [['tcp 10.0.0.5:5432', [['tcp 10.0.0.5:5432', 32, [5432, 5432]]]], ['UDP 10.1.0.0/16:8000-8999', [['udp 10.1.0.0/16:8000-8999', 16, [8000, 8999]]]], ['icmp 192.168.1.1', [['icmp 192.168.1.1', 32, undefined]]], ['any 172.16.0.0/12', [['any 172.16.0.0/12', 12, undefined]]]],
+    bad: [['10.0.0.5:5432', /PROTO ADDRESS/], ['sctp 10.0.0.5', /PROTO ADDRESS/], ['tcp 10.0.0.300', /PROTO ADDRESS/], ['tcp 10.0.0.5/24', /the network is 10\.0\.0\.0\/24/], ['icmp 10.0.0.5:80', /ports go with tcp or udp/], ['tcp 10.0.0.5:0', /ports are 1 to 65535/], ['tcp 10.0.0.5:90-80', /low-high/], ['tcp fd00::1', /PROTO ADDRESS/]],
+  },
+  { key: 'net-deny', extra: ['net = nat'], pick: (s) => s.netDeny.map((r: any) => r.text), good: [['tcp 192.0.2.0/24:25', ['tcp 192.0.2.0/24:25']]], bad: [['tcp', /PROTO ADDRESS/]] },
+  { key: 'net-rate', extra: ['net = nat'], pick: (s) => s.netRate, good: [['20mbit', 20e6], ['500kbit', 500e3], ['1.5gbit', 1.5e9]], bad: [['20M', /say the unit: 20mbit/], ['10kbit', /from 64kbit to 100gbit/], ['fast', /a rate like/]] },
+  { key: 'net-connections', extra: ['net = nat'], pick: (s) => s.netConnections, good: [['64', 64], ['16384', 16384]], bad: [['0', /from 1 to/], ['20000', /at most 16384 \(max-net-connections, set in the built-in default\), got 20000/]] },
   {
     key: 'subscribe-to',
     pick: (s) => { const x = s.subscriptions[0]; return [x.server, x.key, x.socket, x.modifier1, x.sign]; },
@@ -189,4 +199,21 @@ t.test('values that are lists or mappings where text is expected', async (t) => 
 t.test('json numbers and booleans are read as their text', async (t) => {
   const spec = await good('k.json', '{"uid": 33, "command": "x", "pids-limit": 10, "pty": false, "stop-timeout": 2, "chmod-socket": 600, "socket": "a.sock"}');
   t.same([spec.uid, spec.pidsLimit, spec.pty, spec.stopTimeoutMs, spec.socket?.mode], [33, 10, false, 2000, 0o600]);
+});
+
+t.test('network keys: net-* needs net = nat, nat needs the net namespace, tyrant mode takes no net-allow', async (t) => {
+  t.same(lines(await bad('k.ini', ini('command = x', 'net-allow = tcp 10.0.0.5:5432', 'net-rate = 1mbit'))), [
+    'k.ini:4: net-allow: expected net = nat with it, got net = none (add net = nat, or remove this key)',
+    'k.ini:5: net-rate: expected net = nat with it, got net = none (add net = nat, or remove this key)',
+  ]);
+  t.same(lines(await bad('k.ini', ini('command = x', 'unshare = fs,pid', 'net = nat'))), ['k.ini:5: net: expected the net namespace in unshare with net = nat, got an unshare list without net (add net to unshare (a nat jail has an interface of its own))']);
+  const spec = await good('k.ini', ini('command = x', 'net = nat', 'net-allow = tcp 10.0.0.5:5432', 'net-allow = udp 10.0.0.53:53', 'net-deny = any 192.0.2.0/24'));
+  t.same([spec.net, spec.netAllow.map((r) => r.text), spec.netDeny.map((r) => r.text), spec.netRate, spec.netConnections], ['nat', ['tcp 10.0.0.5:5432', 'udp 10.0.0.53:53'], ['any 192.0.2.0/24'], Infinity, 1024], 'defaults: no rate limit, 1024 connections');
+  const limits = builtinLimits();
+  limits.tyrantMinUid = { value: 1, from: 'the test' };
+  const tyrant = { tyrant: true, limits, owner: { uid: 33, gid: 33 } };
+  t.same(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nnet = nat\nnet-allow = tcp 10.0.0.5:5432\n', tyrant)), [
+    "k.ini:4: net-allow: expected no net-allow in tyrant mode, got one (private destinations are opened by the operator (net-allow in emperor.ini); net-deny is yours)",
+  ]);
+  t.equal((await good('k.ini', '[uwsgi]\ncommand = x\nnet = nat\nnet-deny = tcp 192.0.2.1:25\nnet-rate = 1mbit\n', tyrant)).netRate, 1e6, 'net-deny and a rate are the customer\'s to set');
 });

@@ -27,6 +27,9 @@ export const CONTROL_LIMITS = {
   maxStreamBuffer: 256 * 1024,
 };
 
+/** How old the network counters a view shows may be (one kernel read serves every request meanwhile). */
+export const NET_FRESH_MS = 100;
+
 const ACTIONS = ['reload', 'restart', 'stop', 'start'] as const;
 /** What a customer may do to their own vassal from inside its jail. */
 const CUSTOMER_ACTIONS = ['reload', 'restart'] as const;
@@ -128,6 +131,9 @@ export class ControlServer {
     const parts = url.pathname.split('/').filter((p) => p !== '').map(decodeURIComponent);
     const e = this.#emperor;
     const scope = this.#scope;
+    // Views show network counters at most NET_FRESH_MS old: one read of the kernel's serves every request
+    // meanwhile, so a client polling in a loop costs at most ten nft runs a second.
+    if (req.method === 'GET' && e.network.attached.length > 0 && url.pathname !== '/events' && parts[2] !== 'logs') await e.network.counters(NET_FRESH_MS).catch(() => undefined);
     if (scope !== undefined) return this.#customer(scope, req, res, url, parts);
     if (req.method === 'GET' && url.pathname === '/vassals') return send(res, 200, [...e.vassals.values()].map(viewOf));
     if (req.method === 'GET' && url.pathname === '/metrics') {

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { builtinLimits, checkVassalFile, clearUserCache, formatProblem, type CheckResult, type OperatorLimits } from '@emperor/config';
-import { detectHierarchies, JailCgroups, removeCgroupParent, ShimClient, type Hierarchy } from '@emperor/jail';
+import { builtinLimits, builtinNetwork, checkVassalFile, clearUserCache, formatProblem, type CheckResult, type NetworkSettings, type OperatorLimits } from '@emperor/config';
+import { detectHierarchies, JailCgroups, JailNetwork, removeCgroupParent, ShimClient, type Hierarchy } from '@emperor/jail';
 import { availableParallelism } from 'node:os';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
@@ -41,7 +41,12 @@ export interface EmperorOptions {
   timeouts?: StreamTimeouts;
   /** Jails built at once (emperor.ini `jail-builds`); default {@link DEFAULT_JAIL_BUILDS}. */
   jailBuilds?: number;
+  /** The network of net = nat jails (emperor.ini net-*); the built-in pool and the host's uplink when absent. */
+  network?: NetworkSettings;
 }
+
+/** How often the jails' network counters are read for the event stream's refused connections. */
+export const NET_POLL_MS = 5_000;
 
 /** How long a customer's stream may stall (not read its output) or leave a frame half-sent. */
 export interface StreamTimeouts {
@@ -91,12 +96,19 @@ export class Emperor {
   readonly #adoptable = new Set<string>();
   /** From the first scan on: the jails no file claimed (removed while no emperor ran) are stopped. */
   #sweep: Promise<void> | undefined;
+  /** The network of net = nat jails: used (nft, ip) only once such a jail exists or was left running. */
+  readonly network: JailNetwork;
+  /** After the first scan: what of the network no running jail holds is removed. */
+  #netSweep: Promise<void> | undefined;
+  #netPoll: NodeJS.Timeout | undefined;
+  readonly #refusedSeen = new Map<string, number>();
 
   constructor(options: EmperorOptions) {
     this.options = options;
     this.logins = new Logins(options.runDir);
     this.limits = options.limits ?? builtinLimits();
     this.#buildSlot = pLimit(options.jailBuilds ?? DEFAULT_JAIL_BUILDS);
+    this.network = new JailNetwork(options.network ?? builtinNetwork(), join(options.runDir, 'net'));
     this.bus.setMaxListeners(0); // one listener per /events client: bounded by the control socket's connection cap
     this.bus.on('event', (e) => options.log[WARNING_EVENTS.has(e.event) ? 'warn' : 'info']({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
   }
@@ -121,7 +133,33 @@ export class Emperor {
     await this.#monitor.ready();
     // Every file present has claimed its name by now (synchronously, as the monitor reported it).
     this.#sweep = this.#stopOrphans();
+    this.#netSweep = (async () => {
+      await this.#sweep;
+      await this.firstScan();
+      // A crash or SIGKILL of an earlier emperor or jail left links, rules or counters nobody holds.
+      await this.network.sweep().catch((err: unknown) => this.options.log.warn({ err }, 'the network of jails no longer running could not be removed'));
+    })();
+    this.#netPoll = setInterval(() => void this.#pollNet(), NET_POLL_MS);
+    this.#netPoll.unref();
     this.options.log.info({ dir: this.options.dir, runDir: this.options.runDir }, 'emperor governing');
+  }
+
+  /** Publishes `net-refused` for each vassal whose firewall refused more since the last look. */
+  async #pollNet(): Promise<void> {
+    if (this.network.attached.length === 0) return;
+    let counters;
+    try {
+      counters = await this.network.counters(NET_POLL_MS / 2);
+    } catch (err) {
+      this.options.log.warn({ err }, 'the jails\' network counters could not be read');
+      return;
+    }
+    for (const [name, c] of counters) {
+      const before = this.#refusedSeen.get(name) ?? 0;
+      this.#refusedSeen.set(name, c.refused.packets);
+      if (c.refused.packets > before) this.bus.publish(name, 'net-refused', { refused: c.refused.packets, new: c.refused.packets - before });
+    }
+    for (const name of this.#refusedSeen.keys()) if (!counters.has(name)) this.#refusedSeen.delete(name);
   }
 
   get #controlDir(): string {
@@ -137,7 +175,7 @@ export class Emperor {
       ...(this.#hierarchies ? { hierarchies: this.#hierarchies } : {}), buildSlot: (build) => this.#buildSlot(build),
       ...(o.backoff ? { backoff: o.backoff } : {}), ...(o.clock ? { clock: o.clock } : {}), ...(o.timeouts ? { timeouts: o.timeouts } : {}),
       customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins,
-      ...(this.#states ? { states: this.#states } : {}), adoptable: (name) => this.#adoptable.delete(name),
+      ...(this.#states ? { states: this.#states } : {}), adoptable: (name) => this.#adoptable.delete(name), network: this.network,
     };
   }
 
@@ -319,6 +357,10 @@ export class Emperor {
     // The first scan is over now (every vassal has stopped): the jails of removed files too.
     await this.#sweep;
     if (this.#lock !== undefined) await this.#stopOrphans();
+    clearInterval(this.#netPoll);
+    await this.#netSweep;
+    // Every jail is gone: so is the table (and any link or counter of theirs still there).
+    if (this.#lock !== undefined) await this.network.close().catch((err: unknown) => this.options.log.error({ err }, 'the jails\' network could not be removed'));
     await this.#control?.close();
     // A start refused by the run-dir lock stops here: the run dir is another emperor's.
     if (this.#lock === undefined) return;
@@ -346,6 +388,8 @@ export class Emperor {
     await this.#monitor?.close();
     await Promise.all([...this.vassals.values()].map((v) => v.detach()));
     await this.#sweep;
+    clearInterval(this.#netPoll);
+    await this.#netSweep;
     await this.#control?.close();
     if (this.#lock === undefined) return;
     rmSync(join(this.options.runDir, 'control.sock'), { force: true });

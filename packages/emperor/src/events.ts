@@ -3,7 +3,8 @@ import { EventEmitter } from 'node:events';
 /** What happened to a vassal; panels read these from the control socket's event stream. */
 export type EventName =
   | 'spawned' | 'ready' | 'exited' | 'reloaded' | 'restarted' | 'cursed' | 'invalid' | 'stopped' | 'backoff'
-  | 'limits' | 'removed' | 'error' | 'oom' | 'daemon-spawned' | 'daemon-exited' | 'daemon-backoff' | 'cron' | 'adopted';
+  | 'limits' | 'removed' | 'error' | 'oom' | 'daemon-spawned' | 'daemon-exited' | 'daemon-backoff' | 'cron' | 'adopted'
+  | 'net-rules' | 'net-refused';
 
 /** Events an operator should see (logged as warnings): something failed or was refused. */
 export const WARNING_EVENTS: ReadonlySet<EventName> = new Set(['error', 'invalid', 'cursed', 'oom', 'backoff']);

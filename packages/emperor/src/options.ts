@@ -1,6 +1,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { builtinLimits, readEmperorIni, type OperatorLimits } from '@emperor/config';
+import { builtinLimits, builtinNetwork, readEmperorIni, type NetworkSettings, type OperatorLimits } from '@emperor/config';
 import { EmperorError } from '@emperor/errors';
 import { LOG_FORMATS } from './log-format.js';
 
@@ -13,6 +13,8 @@ export interface DaemonSettings {
   cgroupParent: string;
   /** Defaults and ceilings from emperor.ini (built-in ones without it). */
   limits: OperatorLimits;
+  /** The network of net = nat jails (emperor.ini net-*; built-in defaults without it). */
+  network: NetworkSettings;
   /** How the daemon's own log is written (auto: from where stdout goes). */
   logFormat: (typeof LOG_FORMATS)[number];
   /** Jails built at once (emperor.ini `jail-builds`), if set. */
@@ -33,7 +35,7 @@ export const parseDaemonArgs = (argv: string[]): DaemonSettings => {
       'log-format': { type: 'string' },
     },
   });
-  const { settings: ini, limits } = values.config === undefined ? { settings: {}, limits: builtinLimits() } : readEmperorIni(values.config);
+  const { settings: ini, limits, network } = values.config === undefined ? { settings: {}, limits: builtinLimits(), network: builtinNetwork() } : readEmperorIni(values.config);
   const dir = positionals[0] ?? ini.dir;
   if (dir === undefined || positionals.length > 1) throw new EmperorError('EMPEROR_ERR_USAGE', `expected one vassal directory, got ${positionals.length === 0 ? 'none' : positionals.join(' ')}`, { hint: 'emperor /etc/uwsgi/vassals' });
   const cgroupParent = values['cgroup-parent'] ?? ini['cgroup-parent'] ?? 'emperor';
@@ -47,6 +49,7 @@ export const parseDaemonArgs = (argv: string[]): DaemonSettings => {
     tyrant: values.tyrant ?? ini.tyrant ?? false,
     cgroupParent,
     limits,
+    network,
     logFormat,
     ...(ini['jail-builds'] === undefined ? {} : { jailBuilds: ini['jail-builds'] }),
   };

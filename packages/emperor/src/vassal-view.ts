@@ -21,6 +21,20 @@ export const viewOf = (v: Vassal) => {
     usage: usage ?? null,
     file: v.spec?.file ?? null,
     daemons: v.daemons.map((d) => ({ index: d.index, command: d.spec.command.at(-1), kind: d.spec.kind, pid: d.pid ?? null, restarts: d.restarts })),
+    net: netViewOf(v),
+  };
+};
+
+/** A nat jail's address and traffic (bytes and packets each way, refused attempts); null for net = none. */
+const netViewOf = (v: Vassal) => {
+  const n = v.net;
+  if (n === undefined) return null;
+  const c = n.counters;
+  return {
+    address: n.address,
+    txBytes: c?.tx.bytes ?? 0, txPackets: c?.tx.packets ?? 0,
+    rxBytes: c?.rx.bytes ?? 0, rxPackets: c?.rx.packets ?? 0,
+    refused: c?.refused.packets ?? 0,
   };
 };
 
@@ -94,6 +108,12 @@ export const metricsOf = (vassals: Iterable<Vassal>, startedAt: number, builds?:
   metric('emperor_vassal_cpu_seconds_total', 'CPU time used by the jail.', 'counter', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, (v.usage?.cpuUsageUsec ?? 0) / 1e6]));
   metric('emperor_vassal_pids', 'Processes in the jail.', 'gauge', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, v.usage?.pids ?? 0]));
   metric('emperor_vassal_oom_kills_total', 'OOM kills in the jail.', 'counter', views.filter((v) => v.usage).map((v) => [{ vassal: v.name }, v.usage?.oomKills ?? 0]));
+  const net = views.filter((v) => v.net !== null);
+  metric('emperor_vassal_network_transmit_bytes_total', 'Bytes the jail sent (net = nat), headers included.', 'counter', net.map((v) => [{ vassal: v.name }, v.net?.txBytes ?? 0]));
+  metric('emperor_vassal_network_transmit_packets_total', 'Packets the jail sent.', 'counter', net.map((v) => [{ vassal: v.name }, v.net?.txPackets ?? 0]));
+  metric('emperor_vassal_network_receive_bytes_total', 'Bytes the jail received, headers included.', 'counter', net.map((v) => [{ vassal: v.name }, v.net?.rxBytes ?? 0]));
+  metric('emperor_vassal_network_receive_packets_total', 'Packets the jail received.', 'counter', net.map((v) => [{ vassal: v.name }, v.net?.rxPackets ?? 0]));
+  metric('emperor_vassal_network_refused_total', 'Packets the jail\'s firewall refused (connection attempts, spoofed or over-limit packets).', 'counter', net.map((v) => [{ vassal: v.name }, v.net?.refused ?? 0]));
   if (builds !== undefined) {
     metric('emperor_jail_builds_running', 'Jails being built now (at most jail-builds at once).', 'gauge', [[{}, builds.running]]);
     metric('emperor_jail_builds_waiting', 'Jails waiting for a build slot.', 'gauge', [[{}, builds.waiting]]);
@@ -132,8 +152,15 @@ export const uwsgiStatsOf = (vassals: Iterable<Vassal>, dir: string, tyrant: boo
     gid: v.spec?.gid ?? 0,
     monitor: 'dir',
     respawns: v.restarts,
+    ...netStatsOf(v),
   })),
   blacklist: [],
 });
+
+/** uWSGI's tuntap router names a peer's counters tx, rx and dropped (reference/uwsgi.md): the same here. */
+const netStatsOf = (v: Vassal) => {
+  const n = netViewOf(v);
+  return n === null ? {} : { net: { addr: n.address, tx: n.txBytes, rx: n.rxBytes, tx_packets: n.txPackets, rx_packets: n.rxPackets, dropped: n.refused } };
+};
 
 const basenameOf = (f: string) => f.slice(f.lastIndexOf('/') + 1);

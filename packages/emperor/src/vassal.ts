@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { formatProblem, type CheckResult, type CronSpec, type VassalSpec } from '@emperor/config';
-import { isEmperorError } from '@emperor/errors';
-import { Jail, limitsOf, type Hierarchy, type ShimProcess } from '@emperor/jail';
+import { EmperorError, isEmperorError } from '@emperor/errors';
+import { Jail, limitsOf, type Hierarchy, type JailNetwork, type NetCounters, type ShimProcess } from '@emperor/jail';
 import { PtyRouter } from '@emperor/pty';
 import type { Logger } from 'pino';
 import { isDeepStrictEqual } from 'node:util';
@@ -54,6 +54,8 @@ export interface VassalContext {
   states?: VassalStates;
   /** True (once) when a previous emperor left this vassal's jail running: it is adopted, not built again. */
   adoptable?: (name: string) => boolean;
+  /** The network of net = nat jails (veths, nftables, counters). */
+  network?: JailNetwork;
 }
 
 /** The app: one process in the jail (the shim's), with its start time. */
@@ -109,11 +111,27 @@ export class Vassal {
   #persistQueued = false;
   /** The jail a teardown is stopping (no longer `jail`), for {@link kill}. */
   #stoppingJail: Jail | undefined;
+  /** The jail has a network attachment (net = nat) to remove at teardown. */
+  #netAttached = false;
+  /** The counters of the previous jail of this vassal: a rebuilt jail's counters go on from them. */
+  #netCarry: NetCounters | undefined;
 
   constructor(name: string, ctx: VassalContext) {
     this.name = name;
     this.#ctx = ctx;
     this.#policy = ctx.backoff ?? DEFAULT_BACKOFF;
+  }
+
+  #network(): JailNetwork {
+    const n = this.#ctx.network;
+    if (n === undefined) throw new EmperorError('EMPEROR_ERR_NET', `${this.name}: network: expected an emperor with a network for net = nat, got none`, { hint: 'a bug: report it' });
+    return n;
+  }
+
+  /** Its jail's network (net = nat): address and the counters last read from the kernel. */
+  get net(): { address: string; counters: NetCounters | undefined } | undefined {
+    const a = this.#netAttached ? this.#ctx.network?.attachment(this.name) : undefined;
+    return a === undefined ? undefined : { address: a.address, counters: this.#ctx.network?.cached(this.name) };
   }
 
   /** The app's host pid, when it runs. */
@@ -207,7 +225,7 @@ export class Vassal {
       return this.#spawn(spec);
     }
     // Compared as saved (a spec a previous emperor saved has lost its undefined keys).
-    const { change, limits } = classifyChange(asSaved(before), asSaved(spec));
+    const { change, limits, net } = classifyChange(asSaved(before), asSaved(spec));
     if (this.state === 'cursed' || this.state === 'backoff') {
       // A changed file lifts the curse: start over with the new config.
       this.#failures = 0;
@@ -221,6 +239,17 @@ export class Vassal {
     if (limits) {
       this.jail.cgroups.apply(limitsOf(spec));
       this.#emit('limits');
+    }
+    if (net && this.#netAttached) {
+      // Rules only (net-allow, net-deny, net-rate, net-connections): rewritten in one transaction; the app
+      // and its connections go on. A failure leaves the old rules and is reported; the app is not touched.
+      try {
+        await this.#ctx.network?.update(spec);
+        this.#emit('net-rules', { rules: { allow: spec.netAllow.map((r) => r.text), deny: spec.netDeny.map((r) => r.text) } });
+      } catch (e) {
+        this.lastError = isEmperorError(e) ? e.describe() : String(e);
+        this.#emit('error', { error: this.lastError });
+      }
     }
     this.spec = spec;
     if (change !== 'limits') {
@@ -275,12 +304,22 @@ export class Vassal {
     const known = saved !== undefined && saved.jail === jail.label ? saved.spec : jail.label === fresh ? spec : undefined;
     if (known === undefined) {
       this.#ctx.log.warn({ vassal: this.name, label: jail.label }, `${this.name}: a running jail of unknown spec (no saved state for it); stopping it and building it again`);
-      this.spec = built;
-      this.jail = jail;
-      this.#runDir = runDir;
-      await this.#teardown();
-      this.spec = undefined;
-      return this.#apply(spec);
+      return this.#rebuildAdopted(built, jail, runDir, spec);
+    }
+    if (known.net === 'nat') {
+      // The slot is the kernel's to tell (the link's alias); the rules are rewritten for this emperor.
+      let adoptedNet = false;
+      try {
+        adoptedNet = await this.#network().adopt(known);
+      } catch (e) {
+        this.#ctx.log.warn({ vassal: this.name, err: e }, `${this.name}: the network of the previous emperor's jail could not be taken over`);
+      }
+      if (!adoptedNet) {
+        // Its emperor died while it was being built (before its network was attached).
+        this.#ctx.log.warn({ vassal: this.name }, `${this.name}: a running net = nat jail without its network; stopping it and building it again`);
+        return this.#rebuildAdopted(known, jail, runDir, spec);
+      }
+      this.#netAttached = true;
     }
     await this.#takeOver(known, jail, processes, runDir);
     if (fingerprint(known) !== fresh) {
@@ -291,6 +330,16 @@ export class Vassal {
       this.#ctx.log.info({ vassal: this.name }, `${this.name}: the previous emperor was reloading it; reloading it again`);
       await this.#reloadApp();
     }
+  }
+
+  /** Stops a jail found running that cannot be taken over as it is (built from `built`), then builds `spec`. */
+  async #rebuildAdopted(built: VassalSpec, jail: Jail, runDir: string, spec: VassalSpec): Promise<void> {
+    this.spec = built;
+    this.jail = jail;
+    this.#runDir = runDir;
+    await this.#teardown();
+    this.spec = undefined;
+    return this.#apply(spec);
   }
 
   /** Makes the adopted jail and its processes this vassal's, as a {@link #build} would have left them. */
@@ -582,7 +631,16 @@ export class Vassal {
       if (signal.aborted) throw new Cancelled(); // a stop came while it waited for its slot
       const dir = await makeRunDir(this.#ctx.runDir, this.name, gid, spec.runDirSizeBytes);
       this.#runDir = dir;
-      this.jail = await Jail.create(spec, { runDir: dir, controlDir: this.#ctx.controlDir, cgroupParent: this.#ctx.cgroupParent, socket, label: fingerprint(spec), ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}) });
+      const network = spec.net === 'nat' ? this.#network() : undefined;
+      await network?.prepare(spec);
+      this.jail = await Jail.create(spec, { runDir: dir, controlDir: this.#ctx.controlDir, cgroupParent: this.#ctx.cgroupParent, socket, label: fingerprint(spec), ...(this.#ctx.hierarchies ? { hierarchies: this.#ctx.hierarchies } : {}), ...(network ? { resolvConf: network.resolvConfOf(this.name) } : {}) });
+      if (network !== undefined) {
+        // Before anything of the customer's runs in it: the jail's first packet is filtered and counted.
+        this.#netAttached = true;
+        const attached = await network.attach(spec, { pid: this.jail.initPid, start: this.jail.initStart }, this.#netCarry);
+        this.#netCarry = undefined;
+        this.#ctx.log.info({ vassal: this.name, address: attached.address, link: attached.link }, `${this.name}: network ${attached.address} via ${attached.link}`);
+      }
       return dir;
     });
     if (this.jail === undefined) throw new Cancelled();
@@ -823,6 +881,12 @@ export class Vassal {
     this.#stoppingJail = jail;
     if (jail !== undefined) await step('stopping the jail', () => jail.stop());
     this.#stoppingJail = undefined;
+    if (this.#netAttached) {
+      this.#netAttached = false;
+      await step('removing the network', async () => {
+        this.#netCarry = await this.#ctx.network?.detach(this.name);
+      });
+    }
     const runDir = this.#runDir;
     this.#runDir = undefined;
     if (runDir !== undefined) await step('removing the run dir', () => removeRunDir(runDir));

@@ -21,6 +21,7 @@ export const ERROR_CODES = {
   EMPEROR_ERR_JAIL_CGROUP: 'a cgroup controller is missing or a cgroup cannot be set up',
   EMPEROR_ERR_JAIL_USER: 'a jail has no usable unprivileged user',
   EMPEROR_ERR_JAIL_STOPPED: 'the jail is not running',
+  EMPEROR_ERR_NET: 'a jail\'s network (net = nat) cannot be set up',
   EMPEROR_ERR_CONTROL: 'the emperor daemon cannot be reached, or refused a request',
   EMPEROR_ERR_NO_VASSAL: 'the emperor has no vassal of that name',
   EMPEROR_ERR_ALREADY_RUNNING: 'another emperor governs this run dir',

@@ -35,6 +35,8 @@ export interface JailOptions {
   label?: string;
   /** For tests: the cgroup hierarchies to use. */
   hierarchies?: Hierarchy[];
+  /** net = nat: the resolv.conf bound over /etc/resolv.conf ({@link JailNetwork.prepare}). */
+  resolvConf?: string;
 }
 
 /** What the shim says of its jail (its `ready` at creation, its `state` to a later emperor). */
@@ -73,6 +75,10 @@ export class Jail {
   /** The passwd home that does not exist on the host (login(1) falls back to `/` too), if so. */
   readonly missingHome: string | undefined;
   readonly initPid: number;
+  /** The init's start time (clock ticks since boot): with its pid, names it against pid reuse. */
+  get initStart(): number {
+    return this.#info.init_start;
+  }
   /** The shim's control socket. */
   readonly controlPath: string;
   /** What the jail was created with as its label. */
@@ -203,7 +209,7 @@ export class Jail {
     // A user without a home directory (useradd -M, /nonexistent) gets `/`, as login(1) does.
     const wanted = options.home ?? spec.home;
     const home = wanted !== undefined && existsSync(wanted) ? wanted : undefined;
-    const mounts = mountArgs(spec, { runDir: options.runDir, home });
+    const mounts = mountArgs(spec, { runDir: options.runDir, home, resolvConf: options.resolvConf });
     const controlPath = controlPathOf(options.controlDir, spec.name);
     const cgroups = JailCgroups.create(spec.name, options.cgroupParent ?? 'emperor', options.hierarchies);
     try {

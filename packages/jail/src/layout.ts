@@ -15,6 +15,8 @@ export interface LayoutPaths {
   runDir: string;
   /** The vassal's home on the host (bound at the same path), if it has one. */
   home?: string | undefined;
+  /** A root-owned file bound read-only over /etc/resolv.conf (net = nat jails). */
+  resolvConf?: string | undefined;
 }
 
 const entryArgs = (host: string, jail: string): string[] => {
@@ -60,6 +62,22 @@ const isLink = (p: string): boolean => {
  */
 export const mountArgs = (spec: VassalSpec, paths: LayoutPaths): string[] => {
   const args = rootfsArgs(spec.rootfs);
+  if (paths.resolvConf !== undefined) {
+    // The helper binds over a plain file only (it follows no symlink inside the jail: docs/jail.md).
+    const etcFile = spec.rootfs === 'host' ? '/etc/resolv.conf' : join(spec.rootfs, 'etc/resolv.conf');
+    let plain = false;
+    try {
+      plain = lstatSync(etcFile).isFile();
+    } catch {
+      plain = false;
+    }
+    if (!plain) {
+      throw new EmperorError('EMPEROR_ERR_NET', `${spec.name}: network: expected ${etcFile} to be a plain file (net = nat binds the jail's resolvers over it), got ${existsSync(etcFile) || isLink(etcFile) ? 'a symlink or other file' : 'none'}`, {
+        hint: isLink(etcFile) ? `replace the symlink with a file (systemd-resolved: ln -sf /run/systemd/resolve/resolv.conf is still a symlink; copy it instead)` : `create ${etcFile}`,
+      });
+    }
+    args.push('--ro-bind', paths.resolvConf, '/etc/resolv.conf');
+  }
   args.push('--proc', '/proc', '--dev', '/dev');
   if (spec.unshare.includes('ipc')) args.push('--mqueue', '/dev/mqueue');
   args.push('--tmpfs', String(spec.tmpSizeBytes), '/tmp');

@@ -21,13 +21,19 @@ interface View {
   restarts: number;
   lastError: string | null;
   usage: { memoryBytes: number; cpuUsageUsec: number; pids: number; oomKills: number } | null;
+  net?: { address: string; txBytes: number; rxBytes: number; refused: number } | null;
 }
 
+const size = (bytes: number): string => (bytes < 1024 ? `${bytes}B` : bytes < 1048576 ? `${(bytes / 1024).toFixed(1)}K` : bytes < 1073741824 ? `${(bytes / 1048576).toFixed(1)}M` : `${(bytes / 1073741824).toFixed(2)}G`);
+
 const table = (views: View[]): string => {
-  const rows = [['NAME', 'STATE', 'PID', 'RESTARTS', 'MEMORY', 'PIDS', 'LAST ERROR']];
+  // A NET column (address, bytes sent/received, refused attempts) once any vassal has a network.
+  const withNet = views.some((v) => v.net);
+  const rows = [['NAME', 'STATE', 'PID', 'RESTARTS', 'MEMORY', 'PIDS', ...(withNet ? ['NET (TX/RX, REFUSED)'] : []), 'LAST ERROR']];
   for (const v of views) {
+    const net = v.net ? `${v.net.address} ${size(v.net.txBytes)}/${size(v.net.rxBytes)}, ${v.net.refused}` : '-';
     // The last error can hold what a customer's program printed: never raw to a terminal.
-    rows.push([v.name, v.state, String(v.pid ?? '-'), String(v.restarts), v.usage ? `${(v.usage.memoryBytes / 1048576).toFixed(1)}M` : '-', v.usage ? String(v.usage.pids) : '-', printable(v.lastError ?? '')]);
+    rows.push([v.name, v.state, String(v.pid ?? '-'), String(v.restarts), v.usage ? `${(v.usage.memoryBytes / 1048576).toFixed(1)}M` : '-', v.usage ? String(v.usage.pids) : '-', ...(withNet ? [net] : []), printable(v.lastError ?? '')]);
   }
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return `${rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n')}\n`;
