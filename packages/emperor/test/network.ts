@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import t, { type Test } from 'tap';
 import { emperorBin, startDaemon } from './fixtures/daemon-bin.js';
 import { requireJails } from './fixtures/emperor.js';
-import { HOST_SERVICE, HOST_UPLINK, INTERNET, netWorld, PRIVATE, PRIVATE_PORT, TCP_ECHO, UDP_ECHO, WHOAMI } from './fixtures/net-world.js';
+import { HOST_SERVICE, HOST_UPLINK, INTERNET, netWorld, PRIVATE, PRIVATE_PORT, TCP_ECHO, UDP_ECHO, WHOAMI } from './fixtures/net-world.mjs';
 import { bound } from './fixtures/time.js';
 
 const PROBE = fileURLToPath(new URL('./fixtures/net-probe.cjs', import.meta.url));
@@ -249,6 +249,16 @@ if (requireJails(t)) {
     t.ok(tracked.length <= 20, `the host tracks at most 20 established connections of alice's: ${tracked.length}`);
     t.same(await d.probe('bob', `/tcp?host=${INTERNET}&port=${TCP_ECHO}`), { ok: true, received: 16 }, 'bob is not limited by alice\'s connections');
     await d.probe('alice', '/release');
+
+    // net-rate, set live: what goes over it is dropped by the kernel (the rule's own counter says how much).
+    const limited = () => Number(/limit rate over \d+ bytes\/second burst \d+ bytes counter packets (\d+)/.exec(world.run('host', 'nft', 'list', 'chain', 'inet', 'emperor', `v${(Number(mine.split('.')[3]) - 2) / 4}_out`).stdout)?.[1] ?? -1);
+    t.equal(limited(), -1, 'no rate rule without net-rate');
+    rewrite(join(d.dir, 'alice.ini'), vassal('demo-alice', d.probePath, 'net-connections = 20\nnet-rate = 1mbit\n'));
+    await d.until('the rate rule in place', () => (limited() >= 0 ? true : undefined));
+    const slow = await d.probe('alice', `/tcp?host=${INTERNET}&port=${TCP_ECHO}&bytes=400000&timeout=60000`);
+    t.same(slow, { ok: true, received: 400000 }, 'TCP still delivers everything under the limit');
+    t.ok(limited() > 0, `the kernel dropped what went over 1mbit: ${limited()} packets`);
+    t.equal((await d.view('alice'))?.pid, alice.pid, 'set live: the app was not restarted');
     await d.until('alice connects again once hers are closed', async () => (await d.probe('alice', `/tcp?host=${INTERNET}&port=${TCP_ECHO}&timeout=1000`)).ok === true || undefined);
   });
 

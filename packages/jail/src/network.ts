@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { spawn } from 'node:child_process';
 import { inNet, ipv4ToNumber, numberToIpv4, showNet, type Ipv4Net, type NetRule, type NetworkSettings, type VassalSpec } from '@emperor/config';
 import { EmperorError } from '@emperor/errors';
 
@@ -49,21 +49,44 @@ const zero = (): NetCounters => ({ tx: { bytes: 0, packets: 0 }, rx: { bytes: 0,
 
 const netError = (vassal: string, message: string, hint: string): EmperorError => new EmperorError('EMPEROR_ERR_NET', `${vassal}: network: ${message}`, { hint });
 
-/** Runs a tool; its stderr is the error's message. */
+/** What a tool did: its exit code (null: killed or not started), its output, the spawn error if any. */
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  error?: NodeJS.ErrnoException;
+}
+
+/**
+ * Runs a tool (15 s at most), feeding it `input`. node:child_process rather than execa: execa's stream
+ * set-up costs about 2 ms a spawn here, and a nat jail's build runs three (docs/benchmarks.md).
+ */
+const spawnTool = (cmd: string[], input = ''): Promise<Ran> =>
+  new Promise((resolve) => {
+    const [file, ...args] = cmd;
+    const c = spawn(file ?? 'false', args, { stdio: ['pipe', 'pipe', 'pipe'], timeout: 15_000 });
+    let stdout = '';
+    let stderr = '';
+    let error: NodeJS.ErrnoException | undefined;
+    c.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    c.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    c.stdin.on('error', () => {}); // a tool that exits without reading its input
+    c.on('error', (e) => (error = e));
+    c.on('close', (code) => resolve({ code, stdout: stdout.replace(/\n$/, ''), stderr, ...(error ? { error } : {}) }));
+    c.stdin.end(input);
+  });
+
+/** Runs a tool; a failure is an {@link EmperorError} whose message is the tool's stderr. */
 const run = async (vassal: string, cmd: string[], input?: string): Promise<string> => {
-  const [file, ...args] = cmd;
-  try {
-    const r = await execa(file ?? 'false', args, { input: input ?? '', timeout: 15_000, stripFinalNewline: true });
-    return r.stdout;
-  } catch (e) {
-    const err = e as { code?: string; stderr?: string; shortMessage?: string };
-    if (err.code === 'ENOENT') {
-      throw netError(vassal, `expected the ${file} command, got none on the PATH`, file === 'nft' ? 'install nftables (apt-get install nftables); the kernel needs nf_tables' : 'install iproute2 and util-linux');
-    }
-    const text = (err.stderr ?? '').trim() || err.shortMessage || String(e);
-    const kernel = /not supported|No such file or directory|Protocol not available/i.test(text);
-    throw netError(vassal, `${file} failed: ${text.split('\n').slice(0, 6).join(' | ')}`, file === 'nft' && kernel ? 'a kernel without nf_tables (CONFIG_NF_TABLES, nft_nat, nft_ct, nft_connlimit) cannot run net = nat jails' : 'docs/network.md; if the message names a rule of the emperor\'s, report it');
+  const [file] = cmd;
+  const r = await spawnTool(cmd, input);
+  if (r.code === 0) return r.stdout;
+  if (r.error?.code === 'ENOENT') {
+    throw netError(vassal, `expected the ${file} command, got none on the PATH`, file === 'nft' ? 'install nftables (apt-get install nftables); the kernel needs nf_tables' : 'install iproute2 and util-linux');
   }
+  const text = r.stderr.trim() || (r.error ? String(r.error) : `exit ${r.code}`);
+  const kernel = /not supported|No such file or directory|Protocol not available/i.test(text);
+  throw netError(vassal, `${file} failed: ${text.split('\n').slice(0, 6).join(' | ')}`, file === 'nft' && kernel ? 'a kernel without nf_tables (CONFIG_NF_TABLES, nft_nat, nft_ct, nft_connlimit) cannot run net = nat jails' : 'docs/network.md; if the message names a rule of the emperor\'s, report it');
 };
 
 /** The nft match of a rule's destination, protocol and ports. */
@@ -87,6 +110,8 @@ export class JailNetwork {
   readonly #stateDir: string;
   /** Slot of each attached vassal. */
   readonly #slots = new Map<string, number>();
+  /** Slots of links found at start (a previous emperor's jails), by the vassal their alias names. */
+  #reserved: Map<number, string> | undefined;
   #base: Promise<void> | undefined;
   #uplinks: string[] | undefined;
   #dns: number[] | undefined;
@@ -182,6 +207,9 @@ export class JailNetwork {
    */
   #ensureBase(vassal: string): Promise<void> {
     this.#base ??= (async () => {
+      // Links of ours already here belong to jails a previous emperor left running: their slots are
+      // theirs until they are adopted (or swept, once the first scan is over), never a new jail's.
+      this.#reserved ??= await this.#links(vassal);
       const uplinks = await this.#findUplinks(vassal);
       const T = `inet ${NFT_TABLE}`;
       const pool = showNet(this.settings.pool);
@@ -231,7 +259,7 @@ export class JailNetwork {
     const out = `${T} v${slot}_out`;
     const host = `${T} v${slot}_host`;
     const into = `${T} v${slot}_in`;
-    const rate = spec.netRate === Infinity ? [] : [`add rule ${out} limit rate over ${Math.max(1, Math.floor(spec.netRate / 8))} bytes/second burst ${Math.max(1500, Math.floor(spec.netRate / 8))} bytes drop`];
+    const rate = spec.netRate === Infinity ? [] : [`add rule ${out} limit rate over ${Math.max(1, Math.floor(spec.netRate / 8))} bytes/second burst ${Math.max(1500, Math.floor(spec.netRate / 8))} bytes counter drop`];
     return [
       // Only its own address leaves a jail (it has no capability to change it; this holds even if it did).
       `add rule ${out} ip saddr != ${address} counter name ${c.refused} drop`,
@@ -265,26 +293,13 @@ export class JailNetwork {
     return this.#serial(async () => {
       const name = spec.name;
       await this.#ensureBase(name);
-      const links = await this.#links(name);
-      const used = new Set([...this.#slots.values(), ...links.keys()]);
+      const used = new Set([...this.#slots.values(), ...(this.#reserved ?? new Map()).keys()]);
       let slot = -1;
       for (let i = 0; i < this.capacity; i++) if (!used.has(i)) { slot = i; break; }
       if (slot < 0) throw netError(name, `expected a free address in net-pool ${showNet(this.settings.pool)} (${this.settings.from.pool}), got all ${this.capacity} in use`, 'give net-pool a larger network (one /30 per jail)');
       const { gateway, address } = this.addressesOf(slot);
       const link = `${LINK_PREFIX}${slot}`;
-      const c = counterNames(slot);
-      const T = `inet ${NFT_TABLE}`;
       const k = carry ?? zero();
-      const script = [
-        `add counter ${T} ${c.tx} { packets ${k.tx.packets} bytes ${k.tx.bytes} }`,
-        `add counter ${T} ${c.rx} { packets ${k.rx.packets} bytes ${k.rx.bytes} }`,
-        `add counter ${T} ${c.refused} { packets ${k.refused.packets} bytes ${k.refused.bytes} }`,
-        ...['out', 'host', 'in'].flatMap((s) => [`add chain ${T} v${slot}_${s}`, `flush chain ${T} v${slot}_${s}`]),
-        ...this.#jailRules(spec, slot),
-        `add element ${T} from_jail { "${link}" : jump v${slot}_out }`,
-        `add element ${T} to_host { "${link}" : jump v${slot}_host }`,
-        `add element ${T} to_jail { "${link}" : jump v${slot}_in }`,
-      ];
       // The pid names the jail's init only while its start time is the same (no reuse under us).
       const initAlive = () => {
         if (procStart(init.pid) !== init.start) throw netError(name, `expected the jail's init (pid ${init.pid}) to run, got it gone`, 'the jail died while its network was set up; it is built again');
@@ -292,15 +307,13 @@ export class JailNetwork {
       this.#slots.set(name, slot);
       this.#cache = undefined;
       try {
-        // What a jail killed with its emperor left in this slot (chains, counters: the kernel removed
-        // only its link) is not the new jail's: removed first, so its counters start from `carry`.
-        await this.#remove(name, slot, false);
-        await run(name, ['nft', '-f', '-'], `${script.join('\n')}\n`);
+        // Counters made afresh (from `carry`): what a jail killed with its emperor left in this slot
+        // (chains, counters: the kernel removed only its link) is not the new jail's.
+        await run(name, ['nft', '-f', '-'], `${this.#slotScript(spec, slot, k).join('\n')}\n`);
         initAlive();
-        await run(name, ['ip', 'link', 'add', link, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', String(init.pid)]);
-        initAlive(); // so the pid named the jail's init when the link was moved
+        await run(name, ['ip', '-batch', '-'], [`link add ${link} type veth peer name eth0 netns ${init.pid}`, `link set ${link} alias ${ALIAS_PREFIX}${name}`, `link set ${link} addrgenmode none`, `addr add ${gateway}/30 dev ${link}`, `link set ${link} up`].join('\n'));
+        initAlive(); // so the pid named the jail's init when the link was moved into its namespace
         writeSysctl(`/proc/sys/net/ipv6/conf/${link}/disable_ipv6`, '1');
-        await run(name, ['ip', '-batch', '-'], [`link set ${link} alias ${ALIAS_PREFIX}${name}`, `link set ${link} addrgenmode none`, `addr add ${gateway}/30 dev ${link}`, `link set ${link} up`].join('\n'));
         await run(name, ['nsenter', `--net=/proc/${init.pid}/ns/net`, '--', 'ip', '-batch', '-'], ['link set eth0 addrgenmode none', `addr add ${address}/30 dev eth0`, 'link set eth0 up', `route add default via ${gateway} dev eth0`].join('\n'));
         initAlive();
         this.#cache = undefined;
@@ -311,6 +324,28 @@ export class JailNetwork {
       }
       return { name, slot, gateway, address, link };
     });
+  }
+
+  /**
+   * One transaction that makes slot N's counters (made afresh with `fresh`'s values, or kept as the kernel
+   * has them), its chains (flushed, then filled for `spec`) and its map entries.
+   */
+  #slotScript(spec: VassalSpec, slot: number, fresh?: NetCounters): string[] {
+    const T = `inet ${NFT_TABLE}`;
+    const c = counterNames(slot);
+    const link = `${LINK_PREFIX}${slot}`;
+    const counter = (n: string, f?: Flow) => (f === undefined ? [`add counter ${T} ${n}`] : [`add counter ${T} ${n}`, `delete counter ${T} ${n}`, `add counter ${T} ${n} { packets ${f.packets} bytes ${f.bytes} }`]);
+    return [
+      // Chains first (flushed: a stale chain's rules no longer hold the counters being made again).
+      ...['out', 'host', 'in'].flatMap((x) => [`add chain ${T} v${slot}_${x}`, `flush chain ${T} v${slot}_${x}`]),
+      ...counter(c.tx, fresh?.tx),
+      ...counter(c.rx, fresh?.rx),
+      ...counter(c.refused, fresh?.refused),
+      ...this.#jailRules(spec, slot),
+      `add element ${T} from_jail { "${link}" : jump v${slot}_out }`,
+      `add element ${T} to_host { "${link}" : jump v${slot}_host }`,
+      `add element ${T} to_jail { "${link}" : jump v${slot}_in }`,
+    ];
   }
 
   /** Applies changed net-allow, net-deny, net-rate or net-connections to a running jail, in one transaction. */
@@ -331,24 +366,13 @@ export class JailNetwork {
   adopt(spec: VassalSpec): Promise<boolean> {
     return this.#serial(async () => {
       await this.#ensureBase(spec.name);
-      const links = await this.#links(spec.name);
-      const slot = [...links].find(([, owner]) => owner === spec.name)?.[0];
+      const reserved = this.#reserved ?? new Map<number, string>();
+      const slot = [...reserved].find(([, owner]) => owner === spec.name)?.[0];
       if (slot === undefined) return false;
+      reserved.delete(slot);
       this.#slots.set(spec.name, slot);
-      const T = `inet ${NFT_TABLE}`;
-      const c = counterNames(slot);
-      const script = [
-        ...Object.values(c).map((n) => `add counter ${T} ${n}`),
-        ...['out', 'host', 'in'].flatMap((s) => [`add chain ${T} v${slot}_${s}`, `flush chain ${T} v${slot}_${s}`]),
-        ...this.#jailRules(spec, slot),
-        `add element ${T} from_jail { "emv${slot}" : jump v${slot}_out }`,
-        `add element ${T} to_host { "emv${slot}" : jump v${slot}_host }`,
-        `add element ${T} to_jail { "emv${slot}" : jump v${slot}_in }`,
-      ];
-      // Map elements of an adopted jail exist already: adding one again is an error, so first drop them.
-      const present = await this.#tableObjects(spec.name);
-      const drop = ['from_jail', 'to_host', 'to_jail'].filter((m) => present.elements.get(m)?.has(`emv${slot}`)).map((m) => `delete element ${T} ${m} { "emv${slot}" }`);
-      await run(spec.name, ['nft', '-f', '-'], `${[...drop, ...script].join('\n')}\n`);
+      // Map elements are added again as they are (add is a no-op for an equal element); counters kept.
+      await run(spec.name, ['nft', '-f', '-'], `${this.#slotScript(spec, slot).join('\n')}\n`);
       this.#cache = undefined;
       return true;
     });
@@ -379,7 +403,7 @@ export class JailNetwork {
   /** Deletes whatever of slot N exists (link, map entries, chains, counters), in one transaction. */
   async #remove(vassal: string, slot: number, withLink = true): Promise<void> {
     const link = `${LINK_PREFIX}${slot}`;
-    if (withLink) await execa('ip', ['link', 'del', link], { reject: false, timeout: 15_000 });
+    if (withLink) await spawnTool(['ip', 'link', 'del', link]);
     const present = await this.#tableObjects(vassal);
     const T = `inet ${NFT_TABLE}`;
     const script = [
@@ -397,11 +421,12 @@ export class JailNetwork {
    */
   sweep(): Promise<void> {
     return this.#serial(async () => {
-      const exists = await execa('nft', ['list', 'table', 'inet', NFT_TABLE], { reject: false, timeout: 15_000 }).catch(() => ({ exitCode: 1 }));
+      const exists = await spawnTool(['nft', 'list', 'table', 'inet', NFT_TABLE]);
       const links = await this.#links('sweep').catch(() => new Map<number, string>());
       const held = new Set(this.#slots.values());
-      for (const slot of links.keys()) if (!held.has(slot)) await execa('ip', ['link', 'del', `${LINK_PREFIX}${slot}`], { reject: false, timeout: 15_000 });
-      if (exists.exitCode !== 0) return;
+      this.#reserved = new Map(); // not adopted by now: nobody's
+      for (const slot of links.keys()) if (!held.has(slot)) await spawnTool(['ip', 'link', 'del', `${LINK_PREFIX}${slot}`]);
+      if (exists.code !== 0) return;
       if (held.size === 0) {
         await run('sweep', ['nft', 'delete', 'table', 'inet', NFT_TABLE]);
         this.#base = undefined;
@@ -434,9 +459,9 @@ export class JailNetwork {
 
   /** Names of the chains, counters and map keys in our table. */
   async #tableObjects(vassal: string): Promise<{ chains: Set<string>; counters: Set<string>; elements: Map<string, Set<string>> }> {
-    const r = await execa('nft', ['-j', 'list', 'table', 'inet', NFT_TABLE], { reject: false, timeout: 15_000 });
+    const r = await spawnTool(['nft', '-j', 'list', 'table', 'inet', NFT_TABLE]);
     const out = { chains: new Set<string>(), counters: new Set<string>(), elements: new Map<string, Set<string>>() };
-    if (r.exitCode !== 0) return out;
+    if (r.code !== 0) return out;
     const items = (JSON.parse(r.stdout) as { nftables: Array<Record<string, { name?: string; elem?: unknown[] }>> }).nftables;
     for (const it of items) {
       if (it.chain?.name !== undefined) out.chains.add(it.chain.name);
