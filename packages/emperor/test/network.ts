@@ -28,7 +28,7 @@ const get = (socketPath: string, path: string): Promise<{ status: number; body: 
   });
 
 /** The emperor binary in the world's host namespace over vassal files, with emperor.ini `ini`. */
-const daemon = async (t: Test, world: Awaited<ReturnType<typeof netWorld>>, vassals: (probe: string) => Record<string, string>, ini: string, reuse: { root?: string; cgroupParent: string }) => {
+const daemon = async (t: Test, world: Awaited<ReturnType<typeof netWorld>>, vassals: (probe: string) => Record<string, string>, ini: string, reuse: { root?: string; cgroupParent: string; env?: Record<string, string> }) => {
   const root = reuse.root ?? mkdtempSync(join(tmpdir(), 'emperor-test-bin-'));
   // The probe where every jail can read it (the scratch dir's /tmp is not the jail's).
   const probe = join(root, 'probe.cjs');
@@ -36,7 +36,7 @@ const daemon = async (t: Test, world: Awaited<ReturnType<typeof netWorld>>, vass
   copyFileSync(PROBE, probe);
   chmodSync(root, 0o755);
   writeFileSync(join(root, 'emperor.ini'), `[emperor]\n${ini}\n`);
-  const d = startDaemon(t, files, { wrap: world.inHost, args: ['--config', join(root, 'emperor.ini')], root, cgroupParent: reuse.cgroupParent });
+  const d = startDaemon(t, files, { wrap: world.inHost, args: ['--config', join(root, 'emperor.ini')], root, cgroupParent: reuse.cgroupParent, ...(reuse.env ? { env: reuse.env } : {}) });
   const until = async <T>(what: string, f: () => Promise<T | undefined> | T | undefined): Promise<T> => {
     for (let i = 0; i < bound(600); i++) {
       const r = await f();
@@ -59,7 +59,13 @@ const daemon = async (t: Test, world: Awaited<ReturnType<typeof netWorld>>, vass
     return v?.state === 'running' ? v : undefined;
   });
   /** Runs a probe in the vassal's jail (as its uid), through its app. */
-  const probeIn = async (name: string, path: string): Promise<Record<string, unknown>> => JSON.parse((await get(join(d.runDir, 'vassals', name, 'app.sock'), path)).body) as Record<string, unknown>;
+  const probeIn = async (name: string, path: string): Promise<Record<string, unknown>> => {
+    try {
+      return JSON.parse((await get(join(d.runDir, 'vassals', name, 'app.sock'), path)).body) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`probe ${name} ${path}: ${String(e)}; daemon output:\n${d.output().slice(-6000)}`);
+    }
+  };
   return { ...d, until, api, view, running, probe: probeIn, probePath: probe, root };
 };
 
@@ -211,11 +217,13 @@ if (requireJails(t)) {
 
   t.test('a hostile jail cannot change its address, routes or the host\'s rules, spoof a neighbour, or fill the conntrack table', async (t) => {
     const d = await daemon(t, world, (probe) => ({ 'alice.ini': vassal('demo-alice', probe, 'net-connections = 20\n'), 'bob.ini': vassal('demo-bob', probe) }),
-      `net-dns = ${INTERNET}`, { cgroupParent: `emperor-test-${process.pid}-net4` });
+      `net-dns = ${INTERNET}\n; an operator rule covering the whole of 10/8, the pool included\nnet-allow = any 10.0.0.0/8`, { cgroupParent: `emperor-test-${process.pid}-net4` });
     const alice = await d.running('alice');
     const bob = await d.running('bob');
     const mine = alice.net?.address ?? '';
     const theirs = bob.net?.address ?? '';
+    t.same(await d.probe('alice', `/tcp?host=${PRIVATE}&port=${PRIVATE_PORT}`), { ok: true, received: 16 }, 'the operator\'s any 10.0.0.0/8 opens the private server');
+    t.match(await d.probe('alice', `/tcp?host=${theirs}&port=7200`), { ok: false, error: 'EHOSTUNREACH' }, 'but never another vassal, though the rule covers the pool');
     // As the customer's uid, from inside the jail: no capability, so no change to the network at all.
     for (const [what, args] of [
       ['add an address', ['addr', 'add', `${theirs}/32`, 'dev', 'eth0']],
@@ -278,7 +286,10 @@ if (requireJails(t)) {
     t.notMatch(failed?.lastError ?? '', /\n\s+at /, 'no stack trace');
     t.match(await d.probe('plain', '/tcp?host=127.0.0.1&port=7200'), { ok: true }, 'the net = none vassal runs on');
 
-    // A removed file: its link, chains, map entries and counters go with its jail; the others stay.
+    // A removed file: its link, chains, map entries and counters go with its jail; the others stay. (The
+    // vassal that found the pool full goes first, or it would take the freed slot at its next try.)
+    spawnSync('rm', [join(d.dir, `${failed?.name ?? ''}.ini`)]);
+    await d.until('the failed vassal removed', async () => ((await d.view(failed?.name ?? '')) === undefined ? true : undefined));
     const gone = views.find((v) => v?.state === 'running');
     const slot = (Number(gone?.net?.address.split('.')[3]) - 2) / 4;
     const links = () => world.run('host', 'ip', '-o', 'link', 'show').stdout;
@@ -309,7 +320,7 @@ if (requireJails(t)) {
     const ours = () => new Set([...table().matchAll(/(?:chain|counter) v(\d+)_/g)].map((m) => Number(m[1])));
     await d2.until('the leftovers swept', async () => {
       const h = await held();
-      return [...ours()].every((s) => h.has(s)) && h.size === 3 ? true : undefined;
+      return [...ours()].every((s) => h.has(s)) && h.size === readdirSync(d2.dir).filter((f) => f !== 'plain.ini').length ? true : undefined;
     }).catch(async (e: Error) => {
       throw new Error(`${e.message}\ntable:\n${table()}\nheld: ${[...(await held())].join(',')}`);
     });
@@ -334,4 +345,17 @@ if (requireJails(t)) {
     });
     t.match(v.lastError, /^nat: network: expected the uplink wan9 \(net-uplink, .*emperor\.ini:3\), got no such interface/);
   });
+
+  t.test('a host without nftables: the nat vassal says what to install; the others run', async (t) => {
+    // /usr/sbin (where nft is) off the PATH; ip, nsenter and node are in /usr/bin.
+    const d = await daemon(t, world, (probe) => ({ 'nat.ini': vassal('demo-alice', probe), 'plain.ini': plain('demo-bob', probe) }), `net-dns = ${INTERNET}`, { cgroupParent: `emperor-test-${process.pid}-net7`, env: { PATH: '/usr/local/bin:/usr/bin:/bin' } });
+    await d.running('plain');
+    const v = await d.until('nat failed', async () => {
+      const x = await d.view('nat');
+      return x?.lastError ? x : undefined;
+    });
+    t.match(v.lastError, /^nat: network: expected the nft command, got none on the PATH \(install nftables \(apt-get install nftables\)/);
+    t.equal(world.run('host', 'nft', 'list', 'tables').stdout.includes('emperor'), false, 'nothing half made');
+  });
 }
+

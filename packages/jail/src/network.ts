@@ -255,7 +255,8 @@ export class JailNetwork {
     const { address } = this.addressesOf(slot);
     const c = counterNames(slot);
     const refuse = `counter name ${c.refused} reject with icmpx admin-prohibited`;
-    const allow = [...resolverRules(this.#dns ?? []), ...this.settings.allow, ...spec.netAllow];
+    // The resolvers as prepare() found them (an adopted jail's rules too: its emperor may not have prepared it).
+    const allow = [...resolverRules(this.#resolvers(spec.name)), ...this.settings.allow, ...spec.netAllow];
     const out = `${T} v${slot}_out`;
     const host = `${T} v${slot}_host`;
     const into = `${T} v${slot}_in`;
@@ -269,6 +270,8 @@ export class JailNetwork {
       `add rule ${out} ct state invalid drop`,
       `add rule ${out} ct count over ${spec.netConnections} ${refuse}`,
       ...spec.netDeny.map((r) => `add rule ${out} ${matchOf(r)} ${refuse}`),
+      // Never another vassal, whatever an allow rule covers (an operator's `any 10.0.0.0/8` holds the pool).
+      `add rule ${out} ip daddr ${showNet(this.settings.pool)} ${refuse}`,
       ...allow.map((r) => `add rule ${out} ${matchOf(r)} counter name ${c.tx} accept`),
       `add rule ${out} ip daddr @private ${refuse}`,
       `add rule ${out} counter name ${c.tx} accept`,
