@@ -21,7 +21,8 @@ die() { printf 'vm: %s\n' "$*" >&2; exit 1; }
 VM_SUITES=(packages/jail/test/cgroup-detect.ts packages/jail/test/limits.ts packages/jail/test/isolation.ts
            packages/jail/test/host-paths.ts packages/jail/test/faults.ts packages/emperor/test/lifecycle.ts
            packages/emperor/test/default-limits.ts packages/emperor/test/daemon.ts packages/emperor/test/leaks.ts
-           packages/emperor/test/service-manager.ts packages/emperor/test/examples.ts packages/emperor/test/adoption.ts)
+           packages/emperor/test/service-manager.ts packages/emperor/test/examples.ts packages/emperor/test/adoption.ts
+           packages/emperor/test/network.ts)
 SYSTEMD_SUITE=scripts/vm/test/systemd.ts
 files=()
 systemd=0

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,10 +15,14 @@ const PROBE = fileURLToPath(new URL('./fixtures/net-probe.cjs', import.meta.url)
 interface NetView { address: string; txBytes: number; txPackets: number; rxBytes: number; rxPackets: number; refused: number }
 interface View { name: string; state: string; pid: number | null; jail: { init: number } | null; net: NetView | null; lastError: string | null; restarts: number }
 
-/** A unix-socket HTTP GET: status and body. */
+/**
+ * A unix-socket HTTP GET: status and body. A connection of its own each time (agent: false): Node's global
+ * agent keeps connections alive, and one the server closes after its 5 s keep-alive timeout can be picked
+ * for the next request just then (EPIPE, seen in the slow guest).
+ */
 const get = (socketPath: string, path: string): Promise<{ status: number; body: string }> =>
   new Promise((resolve, reject) => {
-    const req = request({ socketPath, path }, (res) => {
+    const req = request({ socketPath, path, agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
@@ -63,7 +67,13 @@ const daemon = async (t: Test, world: Awaited<ReturnType<typeof netWorld>>, vass
     try {
       return JSON.parse((await get(join(d.runDir, 'vassals', name, 'app.sock'), path)).body) as Record<string, unknown>;
     } catch (e) {
-      throw new Error(`probe ${name} ${path}: ${String(e)}; daemon output:\n${d.output().slice(-6000)}`);
+      let app = '';
+      try {
+        app = readFileSync(join(root, 'log', name, 'app.log'), 'utf8').slice(-3000);
+      } catch {
+        app = '(no app.log)';
+      }
+      throw new Error(`probe ${name} ${path}: ${String(e)}; view: ${JSON.stringify(await view(name))}; app.log:\n${app}\ndaemon output:\n${d.output().slice(-6000)}`);
     }
   };
   return { ...d, until, api, view, running, probe: probeIn, probePath: probe, root };
@@ -187,10 +197,11 @@ if (requireJails(t)) {
 
     // A change that rebuilds the jail (hostname): the counters go on from where they were.
     const first = await d.view('alice');
+    t.type(first?.jail?.init, 'number', 'the jail before the change');
     rewrite(join(d.dir, 'alice.ini'), vassal('demo-alice', probe, 'hostname = alice2\n'));
     await d.until('alice rebuilt', async () => {
       const v = await d.view('alice');
-      return v?.state === 'running' && v.jail?.init !== first?.jail?.init && existsSync(join(d.runDir, 'vassals', 'alice', 'app.sock')) ? v : undefined;
+      return v?.state === 'running' && typeof v.jail?.init === 'number' && v.jail.init !== first?.jail?.init && existsSync(join(d.runDir, 'vassals', 'alice', 'app.sock')) ? v : undefined;
     });
     const rebuilt = await net('alice');
     t.ok((rebuilt?.txBytes ?? 0) >= mid.txBytes && (rebuilt?.rxBytes ?? 0) >= mid.rxBytes, 'counters carried across the rebuild');
