@@ -94,11 +94,32 @@ const vassal = (uid: string, probe: string, extra = '') => `[uwsgi]\nuid = ${uid
 /** Runs a command as root in a jail's network namespace (what a jail that somehow had CAP_NET_ADMIN could do). */
 const inJailNet = (init: number, ...cmd: string[]) => spawnSync('nsenter', [`--net=/proc/${init}/ns/net`, '--', ...cmd], { encoding: 'utf8', timeout: 30_000 });
 
-if (requireJails(t)) {
-  const world = await netWorld('n');
-  t.teardown(world.close);
+// One world for every subtest (they run one after another), built before the first: tap ends the root
+// test when its queue is empty, so no await may come between subtests (Node 24 ended it during one).
+const jails = requireJails(t);
+// Every subtest must have run: one that tap refused to start ("cannot create subtest after parent test
+// ends") is no failure in its count, so the exit code says so.
+let planned = 0;
+let ran = 0;
+const sub = (name: string, fn: (t: Test) => Promise<void>) => {
+  planned++;
+  return t.test(name, async (t) => {
+    ran++;
+    await fn(t);
+  });
+};
+process.once('exit', () => {
+  if (ran !== planned) {
+    console.error(`network.ts: ${planned - ran} of ${planned} subtests did not run`);
+    process.exitCode = 1;
+  }
+});
+const world = jails ? await netWorld('n') : (undefined as never);
+if (jails) t.teardown(world.close);
 
-  t.test('a nat jail reaches the internet through NAT and resolves names; a net = none jail reaches nothing', async (t) => {
+if (jails) {
+
+  sub('a nat jail reaches the internet through NAT and resolves names; a net = none jail reaches nothing', async (t) => {
     const d = await daemon(t, world, (probe) => ({ 'alice.ini': vassal('demo-alice', probe), 'carol.ini': plain('demo-bob', probe) }), `net-dns = ${INTERNET}`, { cgroupParent: `emperor-test-${process.pid}-net1` });
     const alice = await d.running('alice');
     await d.running('carol');
@@ -122,11 +143,9 @@ const gatewayOf = (address: string) => address.replace(/\d+$/, (n) => String(Num
 const hostConnect = (world: Awaited<ReturnType<typeof netWorld>>, host: string, port: number) =>
   world.run('host', process.execPath, '-e', `require('net').connect(${port}, '${host}').on('connect', () => process.exit(0)).on('error', () => process.exit(1))`).status === 0;
 
-if (requireJails(t)) {
-  const world = await netWorld('f');
-  t.teardown(world.close);
+if (jails) {
 
-  t.test('a nat jail reaches no other vassal, nor the host, nor private networks until a rule allows it, and an allow rule applies live', async (t) => {
+  sub('a nat jail reaches no other vassal, nor the host, nor private networks until a rule allows it, and an allow rule applies live', async (t) => {
     const d = await daemon(t, world, (probe) => ({ 'alice.ini': vassal('demo-alice', probe), 'bob.ini': vassal('demo-bob', probe) }),
       `net-dns = ${INTERNET}\n; the operator opens one host service to every jail\nnet-allow = tcp ${HOST_UPLINK}:${HOST_SERVICE}`, { cgroupParent: `emperor-test-${process.pid}-net2` });
     const probe = d.probePath;
@@ -162,7 +181,7 @@ if (requireJails(t)) {
     t.ok(((await d.view('alice'))?.net?.refused ?? 0) >= 5, 'refused attempts counted');
   });
 
-  t.test('counters match the bytes sent and received, in status, metrics and stats, and survive a jail rebuild and an emperor restart', async (t) => {
+  sub('counters match the bytes sent and received, in status, metrics and stats, and survive a jail rebuild and an emperor restart', async (t) => {
     const cgroupParent = `emperor-test-${process.pid}-net3`;
     let d = await daemon(t, world, (probe) => ({ 'alice.ini': vassal('demo-alice', probe), 'bob.ini': vassal('demo-bob', probe) }), `net-dns = ${INTERNET}`, { cgroupParent });
     const { root, probePath: probe } = d;
@@ -222,11 +241,9 @@ if (requireJails(t)) {
   });
 }
 
-if (requireJails(t)) {
-  const world = await netWorld('h');
-  t.teardown(world.close);
+if (jails) {
 
-  t.test('a hostile jail cannot change its address, routes or the host\'s rules, spoof a neighbour, or fill the conntrack table', async (t) => {
+  sub('a hostile jail cannot change its address, routes or the host\'s rules, spoof a neighbour, or fill the conntrack table', async (t) => {
     const d = await daemon(t, world, (probe) => ({ 'alice.ini': vassal('demo-alice', probe, 'net-connections = 20\n'), 'bob.ini': vassal('demo-bob', probe) }),
       `net-dns = ${INTERNET}\n; an operator rule covering the whole of 10/8, the pool included\nnet-allow = any 10.0.0.0/8`, { cgroupParent: `emperor-test-${process.pid}-net4` });
     const alice = await d.running('alice');
@@ -281,7 +298,7 @@ if (requireJails(t)) {
     await d.until('alice connects again once hers are closed', async () => (await d.probe('alice', `/tcp?host=${INTERNET}&port=${TCP_ECHO}&timeout=1000`)).ok === true || undefined);
   });
 
-  t.test('errors name the vassal and the fix, and touch no other vassal; everything of the network goes with its jail', async (t) => {
+  sub('errors name the vassal and the fix, and touch no other vassal; everything of the network goes with its jail', async (t) => {
     // A /28 holds four jails.
     const files = (probe: string) => Object.fromEntries([['plain.ini', plain('demo-bob', probe)], ...['n1', 'n2', 'n3', 'n4', 'n5'].map((n) => [`${n}.ini`, vassal('demo-alice', probe)])]);
     const d = await daemon(t, world, files, `net-dns = ${INTERNET}\nnet-pool = 10.77.0.0/28`, { cgroupParent: `emperor-test-${process.pid}-net5` });
@@ -347,7 +364,7 @@ if (requireJails(t)) {
     t.equal(world.run('host', 'nft', 'list', 'tables').stdout.includes('emperor'), false, 'no table left');
   });
 
-  t.test('a missing uplink is an error naming it; a net = none vassal is not affected', async (t) => {
+  sub('a missing uplink is an error naming it; a net = none vassal is not affected', async (t) => {
     const d = await daemon(t, world, (probe) => ({ 'nat.ini': vassal('demo-alice', probe), 'plain.ini': plain('demo-bob', probe) }), `net-dns = ${INTERNET}\nnet-uplink = wan9`, { cgroupParent: `emperor-test-${process.pid}-net6` });
     await d.running('plain');
     const v = await d.until('nat failed', async () => {
@@ -357,7 +374,7 @@ if (requireJails(t)) {
     t.match(v.lastError, /^nat: network: expected the uplink wan9 \(net-uplink, .*emperor\.ini:3\), got no such interface/);
   });
 
-  t.test('a host without nftables: the nat vassal says what to install; the others run', async (t) => {
+  sub('a host without nftables: the nat vassal says what to install; the others run', async (t) => {
     // /usr/sbin (where nft is) off the PATH; ip, nsenter and node are in /usr/bin.
     const d = await daemon(t, world, (probe) => ({ 'nat.ini': vassal('demo-alice', probe), 'plain.ini': plain('demo-bob', probe) }), `net-dns = ${INTERNET}`, { cgroupParent: `emperor-test-${process.pid}-net7`, env: { PATH: '/usr/local/bin:/usr/bin:/bin' } });
     await d.running('plain');
