@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { builtinLimits, builtinNetwork, checkVassalFile, clearUserCache, formatProblem, type CheckResult, type NetworkSettings, type OperatorLimits } from '@emperor/config';
-import { detectHierarchies, JailCgroups, JailNetwork, removeCgroupParent, ShimClient, type Hierarchy } from '@emperor/jail';
+import { detectHierarchies, JailCgroups, JailNetwork, netTotals, removeCgroupParent, ShimClient, type Hierarchy } from '@emperor/jail';
 import { availableParallelism } from 'node:os';
 import pLimit from 'p-limit';
 import type { Logger } from 'pino';
@@ -157,7 +157,7 @@ export class Emperor {
     for (const [name, c] of counters) {
       const before = this.#refusedSeen.get(name) ?? 0;
       this.#refusedSeen.set(name, c.refused.packets);
-      if (c.refused.packets > before) this.bus.publish(name, 'net-refused', { refused: c.refused.packets, new: c.refused.packets - before });
+      if (c.refused.packets > before) this.bus.publish(name, 'net-refused', { refused: c.refused.packets, new: c.refused.packets - before, net: netTotals(c) });
     }
     for (const name of this.#refusedSeen.keys()) if (!counters.has(name)) this.#refusedSeen.delete(name);
   }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { netTotals } from '@emperor/jail';
 import type { Vassal } from './vassal.js';
 
 /** What the control API shows of a vassal (`emperor status`). */
@@ -30,12 +31,7 @@ const netViewOf = (v: Vassal) => {
   const n = v.net;
   if (n === undefined) return null;
   const c = n.counters;
-  return {
-    address: n.address,
-    txBytes: c?.tx.bytes ?? 0, txPackets: c?.tx.packets ?? 0,
-    rxBytes: c?.rx.bytes ?? 0, rxPackets: c?.rx.packets ?? 0,
-    refused: c?.refused.packets ?? 0,
-  };
+  return { address: n.address, ...(c === undefined ? { txBytes: 0, txPackets: 0, rxBytes: 0, rxPackets: 0, refused: 0 } : netTotals(c)) };
 };
 
 /**

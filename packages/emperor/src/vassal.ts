@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { formatProblem, type CheckResult, type CronSpec, type VassalSpec } from '@emperor/config';
 import { EmperorError, isEmperorError } from '@emperor/errors';
-import { Jail, limitsOf, type Hierarchy, type JailNetwork, type NetCounters, type ShimProcess } from '@emperor/jail';
+import { Jail, limitsOf, netTotals, type Hierarchy, type JailNetwork, type NetCounters, type ShimProcess } from '@emperor/jail';
 import { PtyRouter } from '@emperor/pty';
 import type { Logger } from 'pino';
 import { isDeepStrictEqual } from 'node:util';
@@ -601,7 +601,9 @@ export class Vassal {
       this.#set('stopping');
       await this.#teardown();
       this.#set('stopped');
-      this.#emit('stopped');
+      // A nat jail's traffic as its counters had it when they were removed (kept: a start goes on from it).
+      const net = this.#netCarry;
+      this.#emit('stopped', net === undefined ? {} : { net: netTotals(net) });
     });
   }
 

@@ -176,8 +176,9 @@ if (jails) {
     t.match(d.output(), /"msg":"alice: net-rules"/, 'a net-rules event');
     t.match(await d.probe('bob', `/tcp?host=${PRIVATE}&port=${PRIVATE_PORT}`), { ok: false }, 'bob still cannot reach the private server');
     t.match(await d.probe('alice', `/tcp?host=${PRIVATE}&port=22`), { ok: false }, 'and alice only that port');
-    // Refused attempts are counted and reported on the event stream.
+    // Refused attempts are counted and reported on the event stream, with the traffic so far.
     await d.until('a net-refused event', () => /"msg":"alice: net-refused"/.test(d.output()) || undefined);
+    t.match(d.output(), /"event":"net-refused","refused":\d+,"new":\d+,"net":\{"txBytes":\d+,"txPackets":\d+,"rxBytes":\d+,"rxPackets":\d+,"refused":\d+\}/, 'the event carries the totals');
     t.ok(((await d.view('alice'))?.net?.refused ?? 0) >= 5, 'refused attempts counted');
   });
 
@@ -324,6 +325,8 @@ if (jails) {
     const table = () => world.run('host', 'nft', 'list', 'table', 'inet', 'emperor').stdout;
     t.match(links(), new RegExp(`: emv${slot}@`), 'its link exists while it runs');
     spawnSync('rm', [join(d.dir, `${gone?.name ?? ''}.ini`)]);
+    await d.until('its stopped event', () => new RegExp(`"vassal":"${gone?.name ?? ''}","event":"stopped","state":"stopped","net":\\{"txBytes":\\d+`).test(d.output()) || undefined);
+    t.pass('its stopped event carries its final traffic');
     await d.until('its network removed', () => (!new RegExp(`: emv${slot}@`).test(links()) && !table().includes(`v${slot}_out`) ? true : undefined));
     t.notMatch(table(), new RegExp(`counter v${slot}_`), 'its counters went too');
     t.match(table(), /chain v\d+_out/, 'the other jails\' chains stay');

@@ -14,5 +14,5 @@ export { ShimClient } from './shim-client.js';
 export { HOST_SYSTEM_DIRS, mountArgs } from './layout.js';
 export type { LayoutPaths } from './layout.js';
 export { removeSocketFile } from './socket-file.js';
-export { JailNetwork, LINK_PREFIX, NFT_TABLE, PRIVATE_NETS } from './network.js';
+export { JailNetwork, LINK_PREFIX, netTotals, NFT_TABLE, PRIVATE_NETS } from './network.js';
 export type { Flow, NetAttachment, NetCounters } from './network.js';

@@ -45,6 +45,9 @@ export interface NetAttachment {
   link: string;
 }
 
+/** Counters as events and views show them: bytes and packets each way, refused attempts. */
+export const netTotals = (c: NetCounters) => ({ txBytes: c.tx.bytes, txPackets: c.tx.packets, rxBytes: c.rx.bytes, rxPackets: c.rx.packets, refused: c.refused.packets });
+
 const zero = (): NetCounters => ({ tx: { bytes: 0, packets: 0 }, rx: { bytes: 0, packets: 0 }, refused: { bytes: 0, packets: 0 } });
 
 const netError = (vassal: string, message: string, hint: string): EmperorError => new EmperorError('EMPEROR_ERR_NET', `${vassal}: network: ${message}`, { hint });
