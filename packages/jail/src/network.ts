@@ -410,7 +410,7 @@ export class JailNetwork {
   async #remove(vassal: string, slot: number, withLink = true): Promise<void> {
     const link = `${LINK_PREFIX}${slot}`;
     if (withLink) await spawnTool(['ip', 'link', 'del', link]);
-    const present = await this.#tableObjects(vassal);
+    const present = await this.#tableObjects();
     const T = `inet ${NFT_TABLE}`;
     const script = [
       ...['from_jail', 'to_host', 'to_jail'].filter((m) => present.elements.get(m)?.has(link)).map((m) => `delete element ${T} ${m} { "${link}" }`),
@@ -438,7 +438,7 @@ export class JailNetwork {
         this.#base = undefined;
         return;
       }
-      const present = await this.#tableObjects('sweep');
+      const present = await this.#tableObjects();
       const slots = new Set<number>();
       for (const ch of present.chains) { const m = /^v(\d+)_/.exec(ch); if (m) slots.add(Number(m[1])); }
       for (const n of present.counters) { const m = /^v(\d+)_/.exec(n); if (m) slots.add(Number(m[1])); }
@@ -464,7 +464,7 @@ export class JailNetwork {
   }
 
   /** Names of the chains, counters and map keys in our table. */
-  async #tableObjects(vassal: string): Promise<{ chains: Set<string>; counters: Set<string>; elements: Map<string, Set<string>> }> {
+  async #tableObjects(): Promise<{ chains: Set<string>; counters: Set<string>; elements: Map<string, Set<string>> }> {
     const r = await spawnTool(['nft', '-j', 'list', 'table', 'inet', NFT_TABLE]);
     const out = { chains: new Set<string>(), counters: new Set<string>(), elements: new Map<string, Set<string>>() };
     if (r.code !== 0) return out;
@@ -478,7 +478,6 @@ export class JailNetwork {
         out.elements.set(it.map.name, keys);
       }
     }
-    void vassal;
     return out;
   }
 
