@@ -8,6 +8,9 @@
  *     timeoutMs, so the event loop never waits on a shim.
  *   setWinsize(fd, rows, cols)
  *     TIOCSWINSZ on a pty master (the kernel then sends SIGWINCH to the pty's foreground group).
+ *   sendDgram(path, packet)
+ *     one AF_UNIX datagram to path (uWSGI's unix subscription servers), never blocking: a full receiver
+ *     is an EAGAIN error, as is a datagram the kernel cannot take at once.
  */
 #define NAPI_VERSION 8
 #include <node_api.h>
@@ -269,11 +272,43 @@ static napi_value set_winsize(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+static napi_value send_dgram(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	size_t len = 0;
+	void *bytes;
+	size_t blen;
+	bool is_buffer = false;
+	if (argc != 2 || napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &len) != napi_ok ||
+	    len == 0 || len >= sizeof addr.sun_path - 1 || napi_is_buffer(env, argv[1], &is_buffer) != napi_ok || !is_buffer ||
+	    napi_get_buffer_info(env, argv[1], &bytes, &blen) != napi_ok) {
+		napi_throw_type_error(env, "EINVAL", "sendDgram(path, packet): expected a socket path of 1 to 106 bytes and a Buffer");
+		return NULL;
+	}
+	int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0) {
+		napi_throw(env, errno_error(env, errno, "socket"));
+		return NULL;
+	}
+	ssize_t n = sendto(s, bytes, blen, MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&addr, sizeof addr);
+	int err = errno;
+	close(s);
+	if (n < 0) {
+		napi_throw(env, errno_error(env, err, "sendto"));
+		return NULL;
+	}
+	return NULL;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_property_descriptor props[] = {
 		{ "requestFd", NULL, request_fd, NULL, NULL, NULL, napi_default, NULL },
 		{ "setWinsize", NULL, set_winsize, NULL, NULL, NULL, napi_default, NULL },
+		{ "sendDgram", NULL, send_dgram, NULL, NULL, NULL, napi_default, NULL },
 	};
 	CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
 	return exports;

@@ -4,6 +4,7 @@ import { isEmperorError } from '@emperor/errors';
 import { check } from './commands/check.js';
 import { action, logs, status } from './commands/control.js';
 import { pty } from './commands/pty.js';
+import { router } from './commands/router.js';
 import { run } from './commands/run.js';
 import { upgrade } from './commands/upgrade.js';
 import { EXIT, type Io } from './io.js';
@@ -20,6 +21,7 @@ const COMMANDS: Record<string, (args: string[], io: Io) => Promise<number>> = {
   start: action('start'),
   logs,
   pty,
+  router,
   upgrade,
 };
 

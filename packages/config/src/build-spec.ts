@@ -5,6 +5,7 @@ import type { VassalFormat } from './read-file.js';
 import type { VassalInput } from './schema.js';
 import { DEFAULTS, defaultHostname, type VassalSpec } from './spec.js';
 import { parseUser } from './values/users.js';
+import { sameSubscriptionServer, showSubscriptionServer } from './values/subscription.js';
 
 interface Context {
   name: string;
@@ -68,6 +69,20 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     if (!uids.includes(sockOwner.uid) || !gids.includes(sockOwner.gid)) {
       at('chown-socket', `expected the file's owner or ${limits.socketOwners.names.join(', ')} (tyrant-socket-owners, set in ${limits.socketOwners.from}), got ${sockOwner.uid}:${sockOwner.gid}`, 'in tyrant mode a socket belongs to you or to the web server', 'EMPEROR_ERR_CONFIG_USER');
     }
+  }
+  const subs = [...(v['subscribe-to'] ?? []).map((s, i) => ({ s, key: 'subscribe-to', i })), ...(v.subscribe2 ?? []).map((s, i) => ({ s, key: 'subscribe2', i }))];
+  for (const { s, key, i } of subs) {
+    const line = ctx.lines.get(key)?.[i];
+    const bad = (message: string, hint: string, code: ConfigProblem['code'] = 'EMPEROR_ERR_CONFIG_VALUE') => problems.push({ code, file: ctx.file, line, key, message, hint });
+    if (v.socket === undefined && s.address === undefined) bad('expected a socket to announce, got no socket key and no addr=', 'add socket = app.sock (the emperor announces it), or addr= in subscribe2', 'EMPEROR_ERR_CONFIG_MISSING_KEY');
+    if (!ctx.options.tyrant) continue;
+    // The customer writes the file: they may announce their own socket to the operator's routers, nothing else.
+    const server = showSubscriptionServer(s.server);
+    if (!limits.subscriptionServers.list.some((x) => sameSubscriptionServer(x, s.server))) {
+      bad(`expected one of the operator's subscription servers (${limits.subscriptionServers.list.length === 0 ? 'none set' : limits.subscriptionServers.list.join(', ')}; subscription-servers, set in ${limits.subscriptionServers.from}), got ${server}`, 'in tyrant mode the operator names the routers in emperor.ini (subscription-servers)', 'EMPEROR_ERR_CONFIG_USER');
+    }
+    if (s.address !== undefined) bad(`expected no addr= in tyrant mode, got ${s.address}`, 'the emperor announces your own socket; remove addr=', 'EMPEROR_ERR_CONFIG_USER');
+    if (s.vassal !== undefined) bad(`expected no vassal= in tyrant mode, got ${s.vassal}`, 'the emperor names your vassal itself; remove vassal=', 'EMPEROR_ERR_CONFIG_USER');
   }
   if (v.socket === undefined) {
     for (const k of ['chown-socket', 'chmod-socket'] as const) if (v[k] !== undefined) at(k, 'expected a socket key with it, got none', 'add socket = app.sock or remove this key', 'EMPEROR_ERR_CONFIG_MISSING_KEY');

@@ -7,6 +7,7 @@ import { parseDuration } from './values/duration.js';
 import { parseRlimit, parseRlimitMax, showRlimit } from './values/rlimit.js';
 import { parseSize } from './values/size.js';
 import { parseIfName, parseIpv4, parseIpv4Net, parseNetRule, parseRate, type Ipv4Net, type NetRule } from './values/net.js';
+import { parseSubscriptionServer } from './values/subscription.js';
 import { parseUser } from './values/users.js';
 
 /** The daemon's own settings from emperor.ini (the command line may override each). */
@@ -60,7 +61,7 @@ const PARSERS: Record<keyof typeof BOUNDED_KEYS, (raw: unknown) => number> = {
   'net-connections': (r) => parseInteger(r, 1, 1_000_000, 'a number of connections'),
 };
 const LOG_FORMATS = ['auto', 'pretty', 'journal', 'json'] as const;
-const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'log-format', 'jail-builds', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit', 'net-pool', 'net-uplink', 'net-dns', 'net-allow'];
+const PLAIN = ['dir', 'run-dir', 'log-dir', 'tyrant', 'cgroup-parent', 'log-format', 'jail-builds', 'tyrant-vassals-per-uid', 'tyrant-min-uid', 'tyrant-socket-owners', 'rlimit', 'max-rlimit', 'net-pool', 'net-uplink', 'net-dns', 'net-allow', 'subscription-servers'];
 /** Keys that may repeat (each line adds). */
 const REPEATED = new Set(['rlimit', 'max-rlimit', 'net-allow']);
 const KNOWN = [...PLAIN, ...Object.keys(BOUNDED_KEYS).flatMap((k) => [k, `max-${k}`])];
@@ -124,6 +125,11 @@ export const parseEmperorIni = (text: string, file: string): EmperorIni => {
         const names = value.split(',').map((n) => n.trim()).filter((n) => n !== '');
         for (const n of names) parseUser(n);
         limits.socketOwners = { names, from: where };
+      }
+      else if (key === 'subscription-servers') {
+        const list = value.split(/[\s,]+/).filter((n) => n !== '');
+        for (const s of list) parseSubscriptionServer(s);
+        limits.subscriptionServers = { list, from: where };
       }
       else if (key === 'net-pool') {
         const pool = parseIpv4Net(value, 'an IPv4 network like 10.208.0.0/16, from /8 to /28 (one /30 per jail)');

@@ -45,6 +45,8 @@ export interface OperatorLimits {
   tyrantMinUid: { value: number; from: string };
   /** Tyrant mode: the users `chown-socket` may name besides the file's owner (the web server). */
   socketOwners: { names: string[]; from: string };
+  /** Tyrant mode: the subscription servers (routers) a vassal may announce itself to, as written in emperor.ini. */
+  subscriptionServers: { list: string[]; from: string };
 }
 
 /** UID_MIN of /etc/login.defs (where customers' uids start), else 1000. */
@@ -93,6 +95,7 @@ export const builtinLimits = (): OperatorLimits => ({
   vassalsPerUid: { value: 8, from: BUILTIN },
   tyrantMinUid: loginDefsUidMin(),
   socketOwners: { names: ['www-data'], from: BUILTIN },
+  subscriptionServers: { list: [], from: BUILTIN },
 });
 
 /** How each bounded vassal key shows its values in messages, and its emperor.ini names. */

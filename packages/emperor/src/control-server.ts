@@ -142,6 +142,7 @@ export class ControlServer {
     }
     if (req.method === 'GET' && url.pathname === '/stats') return send(res, 200, uwsgiStatsOf(e.vassals.values(), e.options.dir, e.options.tyrant));
     if (req.method === 'GET' && url.pathname === '/events') return this.#events(res);
+    if (req.method === 'GET' && url.pathname === '/subscriptions') return send(res, 200, e.announcer.list().map((s) => ({ server: s.server, ...s.announcement })));
     if (parts[0] === 'vassals' && parts[1] !== undefined) {
       const v = e.vassals.get(parts[1]);
       if (v === undefined) return send(res, 404, { error: `no vassal named ${parts[1]}` });

@@ -8,6 +8,7 @@ import pLimit from 'p-limit';
 import type { Logger } from 'pino';
 import type { BackoffPolicy } from './backoff.js';
 import type { Clock } from './cron-scheduler.js';
+import { Announcer } from './announcer.js';
 import { ControlServer } from './control-server.js';
 import { Logins } from './logins.js';
 import { VassalNames } from './vassal-names.js';
@@ -43,6 +44,8 @@ export interface EmperorOptions {
   jailBuilds?: number;
   /** The network of net = nat jails (emperor.ini net-*); the built-in pool and the host's uplink when absent. */
   network?: NetworkSettings;
+  /** How often subscriptions are sent again (tests); default {@link SUBSCRIBE_FREQ_MS}. */
+  subscribeFreqMs?: number;
 }
 
 /** How often the jails' network counters are read for the event stream's refused connections. */
@@ -84,6 +87,7 @@ export class Emperor {
   #monitor: Monitor | undefined;
   #control: ControlServer | undefined;
   #stopping = false;
+  #detaching = false;
   /** File events being handled (checked, then loaded): the first scan is over when none is left. */
   readonly #inflight = new Set<Promise<void>>();
   /** RUN/emperor.pid, held from start to the end of stop. */
@@ -102,6 +106,8 @@ export class Emperor {
   #netSweep: Promise<void> | undefined;
   #netPoll: NodeJS.Timeout | undefined;
   readonly #refusedSeen = new Map<string, number>();
+  /** Sends the running vassals' subscriptions (subscribe-to, subscribe2) to their routers. */
+  readonly announcer: Announcer;
 
   constructor(options: EmperorOptions) {
     this.options = options;
@@ -109,6 +115,7 @@ export class Emperor {
     this.limits = options.limits ?? builtinLimits();
     this.#buildSlot = pLimit(options.jailBuilds ?? DEFAULT_JAIL_BUILDS);
     this.network = new JailNetwork(options.network ?? builtinNetwork(), join(options.runDir, 'net'));
+    this.announcer = new Announcer(options.log, { tyrant: options.tyrant, ...(options.subscribeFreqMs ? { freqMs: options.subscribeFreqMs } : {}) });
     this.bus.setMaxListeners(0); // one listener per /events client: bounded by the control socket's connection cap
     this.bus.on('event', (e) => options.log[WARNING_EVENTS.has(e.event) ? 'warn' : 'info']({ vassal: e.vassal, event: e.event, detail: e }, `${e.vassal}: ${e.event}`));
   }
@@ -176,7 +183,17 @@ export class Emperor {
       ...(o.backoff ? { backoff: o.backoff } : {}), ...(o.clock ? { clock: o.clock } : {}), ...(o.timeouts ? { timeouts: o.timeouts } : {}),
       customerControl: (vassal, path, uid, gid) => new ControlServer(this, path, { vassal, uid, gid }), customers: this.customers, logins: this.logins,
       ...(this.#states ? { states: this.#states } : {}), adoptable: (name) => this.#adoptable.delete(name), network: this.network,
+      onState: (v) => this.#announce(v),
     };
+  }
+
+  #announce(v: Vassal): void {
+    const spec = v.spec;
+    if (v.state === 'running' && spec !== undefined && spec.subscriptions.length > 0 && !this.#detaching) {
+      this.announcer.running({ name: v.name, uid: spec.uid, subscriptions: spec.subscriptions, socketPath: v.socketPath });
+    } else {
+      this.announcer.notRunning(v.name);
+    }
   }
 
   /**
@@ -359,6 +376,7 @@ export class Emperor {
     if (this.#lock !== undefined) await this.#stopOrphans();
     clearInterval(this.#netPoll);
     await this.#netSweep;
+    await this.announcer.close();
     // Every jail is gone: so is the table (and any link or counter of theirs still there).
     if (this.#lock !== undefined) await this.network.close().catch((err: unknown) => this.options.log.error({ err }, 'the jails\' network could not be removed'));
     await this.#control?.close();
@@ -385,6 +403,9 @@ export class Emperor {
   async detach(): Promise<void> {
     if (this.#stopping) return;
     this.#stopping = true;
+    // The vassals run on and the next emperor announces them: no unsubscribe, or the routers would drop them.
+    this.#detaching = true;
+    this.announcer.detach();
     await this.#monitor?.close();
     await Promise.all([...this.vassals.values()].map((v) => v.detach()));
     await this.#sweep;

@@ -56,6 +56,8 @@ export interface VassalContext {
   adoptable?: (name: string) => boolean;
   /** The network of net = nat jails (veths, nftables, counters). */
   network?: JailNetwork;
+  /** Called after every state change (the announcer subscribes a running vassal, unsubscribes any other). */
+  onState?: (vassal: Vassal) => void;
 }
 
 /** The app: one process in the jail (the shim's), with its start time. */
@@ -178,6 +180,13 @@ export class Vassal {
   #set(state: VassalState): void {
     this.state = state;
     this.#persist();
+    this.#ctx.onState?.(this);
+  }
+
+  /** The host path of its listening socket (what a router connects to), while it has a run dir. */
+  get socketPath(): string | undefined {
+    const s = this.spec?.socket;
+    return s === undefined || this.#runDir === undefined ? undefined : join(this.#runDir, s.path);
   }
 
   /** Runs an operation after the ones before it; errors are recorded, never thrown at the caller. */

@@ -7,6 +7,8 @@ import type { ShimProcess } from './shim-process.js';
 interface FdAddon {
   requestFd(path: string, request: Buffer, timeoutMs: number): Promise<{ fd: number; line: string }>;
   setWinsize(fd: number, rows: number, cols: number): void;
+  /** One unix datagram to a path, never blocking (EAGAIN when the receiver is full). */
+  sendDgram(path: string, packet: Buffer): void;
 }
 
 let addon: FdAddon | undefined;
@@ -59,3 +61,6 @@ export class JailPty {
     this.terminal.destroy();
   }
 }
+
+/** One unix datagram to `path` (a uWSGI subscription server's socket), never blocking; throws EAGAIN when it is full. */
+export const sendUnixDatagram = (path: string, packet: Buffer): void => fdAddon().sendDgram(path, packet);

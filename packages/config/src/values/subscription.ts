@@ -17,7 +17,7 @@ export interface SubscriptionSpec {
   modifier2: number | undefined;
   weight: number | undefined;
   backup: number | undefined;
-  algo: 'wrr' | 'lrc' | 'wlrc' | 'iphash' | undefined;
+  algo: 'wrr' | 'lrc' | 'wlrc' | 'iphash' | 'chash' | undefined;
   proto: 'uwsgi' | 'http' | 'fastcgi' | 'scgi' | undefined;
   sign: { digest: string; keyFile: string } | undefined;
   check: string | undefined;
@@ -34,13 +34,26 @@ const empty = (source: SubscriptionSpec['source'], server: SubscriptionServer, k
 
 const SERVER_EXPECTED = 'a router address HOST:PORT or an absolute unix socket path';
 
-const parseServer = (s: string): SubscriptionServer => {
+export const parseSubscriptionServer = (s: string): SubscriptionServer => {
   if (s.startsWith('/')) return { kind: 'unix', path: s };
   const m = /^([A-Za-z0-9.-]*):(\d{1,5})$/.exec(s);
   if (m === null || m[1] === undefined || m[2] === undefined) throw new Invalid(SERVER_EXPECTED, { found: JSON.stringify(s) });
   const port = Number(m[2]);
   if (port < 1 || port > 65535) throw new Invalid(SERVER_EXPECTED, { found: JSON.stringify(s) });
   return { kind: 'udp', host: m[1] === '' ? '127.0.0.1' : m[1], port };
+};
+
+/** A server as written: HOST:PORT or the path. */
+export const showSubscriptionServer = (s: SubscriptionServer): string => (s.kind === 'unix' ? s.path : `${s.host}:${s.port}`);
+
+/** Whether the operator's `written` server (emperor.ini subscription-servers) is `s`. */
+export const sameSubscriptionServer = (written: string, s: SubscriptionServer): boolean => {
+  try {
+    const w = parseSubscriptionServer(written);
+    return w.kind === 'unix' ? s.kind === 'unix' && s.path === w.path : s.kind === 'udp' && s.port === w.port && s.host.toLowerCase() === w.host.toLowerCase();
+  } catch {
+    return false;
+  }
 };
 
 const checkKey = (key: string): string => {
@@ -76,7 +89,7 @@ export const parseSubscribeTo = (raw: unknown): SubscriptionSpec => {
   // SERVER is /unix/path or HOST:PORT; the key starts after the next colon.
   const colon = s.startsWith('/') ? s.indexOf(':') : s.indexOf(':', s.indexOf(':') + 1);
   if (colon <= 0) throw new Invalid(expected);
-  const server = parseServer(s.slice(0, colon));
+  const server = parseSubscriptionServer(s.slice(0, colon));
   const [key = '', mod1, ...signParts] = s.slice(colon + 1).split(',');
   const spec = empty('subscribe-to', server, checkKey(key));
   spec.socket = socket;
@@ -89,7 +102,7 @@ const KEYS2 = [
   'server', 'key', 'socket', 'addr', 'address', 'weight', 'modifier1', 'modifier2', 'sign', 'check', 'sni_key',
   'sni_crt', 'sni_ca', 'proto', 'algo', 'backup', 'vassal', 'inactive',
 ] as const;
-const ALGOS = ['wrr', 'lrc', 'wlrc', 'iphash'] as const;
+const ALGOS = ['wrr', 'lrc', 'wlrc', 'iphash', 'chash'] as const;
 const PROTOS = ['uwsgi', 'http', 'fastcgi', 'scgi'] as const;
 
 /** `subscribe2 = server=...,key=...,...` (uWSGI's key=value form; a mapping in json/yaml). */
@@ -98,7 +111,7 @@ export const parseSubscribe2 = (raw: unknown): SubscriptionSpec => {
   const server = kv.get('server');
   const key = kv.get('key');
   if (server === undefined || key === undefined) throw new Invalid('a key=value list with server= and key=', { found: `no ${server === undefined ? 'server' : 'key'}=` });
-  const spec = empty('subscribe2', parseServer(server), checkKey(key));
+  const spec = empty('subscribe2', parseSubscriptionServer(server), checkKey(key));
   const sock = kv.get('socket');
   if (sock !== undefined) spec.socket = /^\d+$/.test(sock) ? Number(sock) : sock;
   spec.address = kv.get('addr') ?? kv.get('address');
