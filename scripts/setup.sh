@@ -24,6 +24,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The benchmarks' peers (bench/debian-packages.txt), installed with their services kept stopped (policy-rc.d
+# says no to every start, as in container images): nginx must not take port 80 of the machine.
+mapfile -t BENCH_DEBS < <(grep -v '^#' bench/debian-packages.txt | tr -s ' ' '\n' | grep -v '^$')
+missing=()
+for p in "${BENCH_DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing Debian packages for the benchmarks: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0
+  [ -e "$policy" ] && had_policy=1
+  [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; }
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$had_policy" = 1 ] || rm -f "$policy"
+  # Installed and enabled by the package: disabled, so no boot starts it either.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
+fi
+
 # Node.js 20 or newer (Debian 12's own nodejs is 18: too old for the test runner and several dependencies).
 if ! command -v node >/dev/null; then
   log "installing Debian's nodejs and npm"

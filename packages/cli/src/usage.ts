@@ -16,6 +16,9 @@ Commands:
                                       (status, reload... and logs take --run-dir too)
   upgrade                             hand every jail to a newly started emperor (the code installed
                                       now) without stopping any app; the old one exits (SIGUSR2)
+  router --http ADDR --subscription-server HOST:PORT [--stats PATH] [--sign-check DIGEST:DIR] ...
+                                      the subscription server and HTTP router (uWSGI's packets): routes
+                                      each Host to the nodes that announced it (docs/router.md)
   check [--json] [--tyrant] [--config emperor.ini] FILE...
                                       validate vassal files; exit 0 if all are good, 1 otherwise.
                                       --json prints each normalized spec (or its problems) as JSON.
@@ -26,5 +29,5 @@ Options:
   -h, --help       show this help
   -v, --version    print the version
 
-Docs: docs/vassal-file.md (keys), docs/errors.md (error codes).
+Docs: docs/vassal-file.md (keys), docs/errors.md (error codes), docs/router.md (router).
 `;

@@ -105,5 +105,20 @@ t.test('no input ever produces a stack trace', async (t) => {
 t.test('an unknown command is a usage error', async (t) => {
   const r = emperor('frobnicate');
   t.equal(r.code, 64);
-  t.equal(r.stderr, 'emperor: expected a command (run, check, status, reload, restart, stop, start, logs, pty, upgrade), got "frobnicate"; see emperor --help\n');
+  t.equal(r.stderr, 'emperor: expected a command (run, check, status, reload, restart, stop, start, logs, pty, router, upgrade), got "frobnicate"; see emperor --help\n');
+});
+
+t.test('emperor router: bad options are one line naming what to fix, exit 64', async (t) => {
+  for (const [args, want] of [
+    [['router'], /expected at least one --http HOST:PORT/],
+    [['router', '--http', ':0'], /expected at least one --subscription-server HOST:PORT/],
+    [['router', '--http', ':0', '--subscription-server', ':0', '--subscription-algo', 'random'], /--subscription-algo: expected one of wrr, lrc, wlrc, iphash, chash, got "random"/],
+    [['router', '--http', ':0', '--subscription-server', ':0', '--sign-required'], /--sign-required: expected --sign-check DIGEST:DIR with it/],
+    [['router', '--http', ':0', '--subscription-server', '/run/x.sock', '--no-bootstrap'], /unix datagram servers are not offered by this version; use HOST:PORT/],
+  ] as const) {
+    const r = emperor(...args);
+    t.equal(r.code, 64, args.join(' '));
+    t.match(r.stderr, want);
+    t.notMatch(r.stderr, NO_STACK);
+  }
 });

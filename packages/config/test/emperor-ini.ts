@@ -35,7 +35,7 @@ t.test('a bad emperor.ini names the line, the key, what was expected and what wa
     'emperor.ini:2: memory-limit: expected a size like 64M or 1G, from 4M to 1T, got "lots"',
     'emperor.ini:3: max-cpu-limit: expected a percent of one CPU from 1 to 100000, got "0"',
     `emperor.ini:4: rlimit: expected a resource limit like nofile=1024:4096 or core=0 (NAME=SOFT[:HARD], NAME one of nofile, nproc, core, memlock, stack, fsize, as, cpu; sizes like 8M for core, memlock, stack, fsize and as), got "files=3"`,
-    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, jail-builds, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, net-pool, net-uplink, net-dns, net-allow, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, net-rate, max-net-rate, net-connections, max-net-connections, got "colour"`,
+    `emperor.ini:5: colour: expected one of dir, run-dir, log-dir, tyrant, cgroup-parent, log-format, jail-builds, tyrant-vassals-per-uid, tyrant-min-uid, tyrant-socket-owners, rlimit, max-rlimit, net-pool, net-uplink, net-dns, net-allow, subscription-servers, memory-limit, max-memory-limit, cpu-limit, max-cpu-limit, pids-limit, max-pids-limit, tmp-size, max-tmp-size, run-dir-size, max-run-dir-size, pty-sessions, max-pty-sessions, stop-timeout, max-stop-timeout, net-rate, max-net-rate, net-connections, max-net-connections, got "colour"`,
     'emperor.ini:6: tyrant: expected on or off (also true/false, yes/no, 1/0), got "maybe"',
     'emperor.ini:8: pids-limit: expected it once, got it a second time (keep one)',
   ]);
@@ -81,5 +81,13 @@ t.test('emperor.ini: the network of net = nat jails, its rate and connection cei
     'emperor.ini:5: net-uplink: expected an interface name like eth0 (at most 15 characters, no "/" or space), got "eth 0"',
     'emperor.ini:6: net-allow: expected PROTO ADDRESS[/BITS][:PORT[-PORT]] with PROTO one of tcp, udp, icmp, any, like "tcp 10.0.0.5:5432", got "tcp 10.0.0.5:99999" (ports are 1 to 65535, low-high)',
     'emperor.ini:7: net-rate: expected a rate like 500kbit, 20mbit or 1gbit (bits per second), from 64kbit to 100gbit, got "10M" (say the unit: 20mbit)',
+  ]);
+});
+
+t.test('subscription-servers: the routers tyrant-mode vassals may announce themselves to', async (t) => {
+  const { limits } = parseEmperorIni(['[emperor]', 'subscription-servers = 127.0.0.1:2626, /run/emperor/sub.sock'].join('\n'), '/etc/emperor/emperor.ini');
+  t.same(limits.subscriptionServers, { list: ['127.0.0.1:2626', '/run/emperor/sub.sock'], from: '/etc/emperor/emperor.ini:2' });
+  t.same(problemsOf(['[emperor]', 'subscription-servers = 127.0.0.1:2626 router.example'].join('\n')), [
+    'emperor.ini:2: subscription-servers: expected a router address HOST:PORT or an absolute unix socket path, got "router.example"',
   ]);
 });

@@ -79,6 +79,7 @@ const rows: Row[] = [
   { key: 'net-connections', extra: ['net = nat'], pick: (s) => s.netConnections, good: [['64', 64], ['16384', 16384]], bad: [['0', /from 1 to/], ['20000', /at most 16384 \(max-net-connections, set in the built-in default\), got 20000/]] },
   {
     key: 'subscribe-to',
+    extra: ['socket = a.sock'],
     pick: (s) => { const x = s.subscriptions[0]; return [x.server, x.key, x.socket, x.modifier1, x.sign]; },
     good: [
       ['127.0.0.1:2626:example.com', [{ kind: 'udp', host: '127.0.0.1', port: 2626 }, 'example.com', undefined, undefined, undefined]],
@@ -90,6 +91,7 @@ const rows: Row[] = [
   },
   {
     key: 'subscribe2',
+    extra: ['socket = a.sock'],
     pick: (s) => { const x = s.subscriptions[0]; return [x.server, x.key, x.weight, x.algo, x.proto, x.backup]; },
     good: [['server=127.0.0.1:2626,key=a.org,weight=2,algo=WLRC,proto=http,backup=1', [{ kind: 'udp', host: '127.0.0.1', port: 2626 }, 'a.org', 2, 'wlrc', 'http', 1]]],
     bad: [['key=a.org', /with server= and key=/], ['server=:1,key=a,algo=random', /algo= one of wrr, lrc, wlrc, iphash/], ['server=:1,key=a,sni_key=/k', /sni_key= and sni_crt= together/], ['server=:1,key=a,wieght=2', /did you mean "weight"/]],
@@ -194,6 +196,26 @@ t.test('values that are lists or mappings where text is expected', async (t) => 
     'k.json:1: pty: expected on or off (also true/false, yes/no, 1/0), got a mapping',
   ]);
   t.same(lines(await bad('k.json', '{"uid": "www-data", "command": ["a", {"b": 1}]}')), ['k.json:1: command: expected a command line, or in json/yaml a non-empty list of strings, got a list of 2']);
+});
+
+t.test('subscriptions: a socket to announce; tyrant mode: only the operator\'s servers, no addr= or vassal=', async (t) => {
+  t.same(lines(await bad('k.ini', ini('command = x', 'subscribe-to = 127.0.0.1:2626:a.test'))), [
+    'k.ini:4: subscribe-to: expected a socket to announce, got no socket key and no addr= (add socket = app.sock (the emperor announces it), or addr= in subscribe2)',
+  ]);
+  t.equal((await good('k.ini', ini('command = x', 'subscribe2 = server=127.0.0.1:2626,key=a.test,addr=10.0.0.1:8000'))).subscriptions[0]?.address, '10.0.0.1:8000', 'addr= is enough outside tyrant mode');
+  const limits = builtinLimits();
+  limits.tyrantMinUid = { value: 1, from: 'the test' };
+  limits.subscriptionServers = { list: ['127.0.0.1:2626', '/run/emperor/sub.sock'], from: 'emperor.ini:3' };
+  const tyrant = { tyrant: true, limits, owner: { uid: 33, gid: 33 } };
+  t.same(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nsocket = a.sock\nsubscribe-to = 127.0.0.1:9999:a.test\nsubscribe2 = server=127.0.0.1:2626,key=b.test,addr=/run/emperor/control.sock,vassal=bob\n', tyrant)), [
+    "k.ini:4: subscribe-to: expected one of the operator's subscription servers (127.0.0.1:2626, /run/emperor/sub.sock; subscription-servers, set in emperor.ini:3), got 127.0.0.1:9999 (in tyrant mode the operator names the routers in emperor.ini (subscription-servers))",
+    'k.ini:5: subscribe2: expected no addr= in tyrant mode, got /run/emperor/control.sock (the emperor announces your own socket; remove addr=)',
+    'k.ini:5: subscribe2: expected no vassal= in tyrant mode, got bob (the emperor names your vassal itself; remove vassal=)',
+  ]);
+  const ok = await good('k.ini', '[uwsgi]\ncommand = x\nsocket = a.sock\nsubscribe-to = 127.0.0.1:2626:a.test\nsubscribe-to = /run/emperor/sub.sock:c.test\n', tyrant);
+  t.same(ok.subscriptions.map((s) => s.key), ['a.test', 'c.test'], 'the operator\'s servers, their own socket');
+  limits.subscriptionServers = { list: [], from: 'the built-in default' };
+  t.match(lines(await bad('k.ini', '[uwsgi]\ncommand = x\nsocket = a.sock\nsubscribe-to = 127.0.0.1:2626:a.test\n', tyrant))[0], /none set; subscription-servers, set in the built-in default/, 'none by default in tyrant mode');
 });
 
 t.test('json numbers and booleans are read as their text', async (t) => {

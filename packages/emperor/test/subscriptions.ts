@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -93,15 +93,18 @@ if (jails) {
   t.test('our vassal registers with the real uWSGI: its http router lists it, its rawrouter carries traffic to it', async (t) => {
     const base = 40000 + Math.floor(Math.random() * 20000);
     const [raw, rawSub, rawStats, httpSub, httpStats] = [base, base + 1, base + 2, base + 3, base + 4];
+    // A unix datagram subscription server too (Node cannot listen on one; uWSGI can, the emperor sends to it).
+    const unixSub = join('/tmp', `emperor-uwsub-${process.pid}.sock`);
     const kids: ChildProcess[] = [
       spawn('uwsgi', ['--plugin', 'rawrouter', '--master', '--die-on-term', '--rawrouter', `127.0.0.1:${raw}`, '--rawrouter-subscription-server', `127.0.0.1:${rawSub}`, '--rawrouter-stats', `127.0.0.1:${rawStats}`], { stdio: 'ignore', detached: true }),
-      spawn('uwsgi', ['--plugin', 'http', '--master', '--die-on-term', '--http', `127.0.0.1:${base + 5}`, '--http-subscription-server', `127.0.0.1:${httpSub}`, '--http-stats', `127.0.0.1:${httpStats}`], { stdio: 'ignore', detached: true }),
+      spawn('uwsgi', ['--plugin', 'http', '--master', '--die-on-term', '--http', `127.0.0.1:${base + 5}`, '--http-subscription-server', `127.0.0.1:${httpSub}`, '--http-subscription-server', unixSub, '--http-stats', `127.0.0.1:${httpStats}`], { stdio: 'ignore', detached: true }),
     ];
     t.teardown(() => {
       for (const k of kids) if (k.pid !== undefined) try { process.kill(-k.pid, 'SIGKILL'); } catch { /* gone */ }
+      rmSync(unixSub, { force: true });
     });
     const e = await startEmperor(t, { subscribeFreqMs: 500 });
-    e.write('uw.ini', '[uwsgi]', 'uid = demo-carol', 'socket = app.sock', `subscribe-to = 127.0.0.1:${httpSub}:uw.test`, `subscribe2 = server=127.0.0.1:${rawSub},key=127.0.0.1:${raw}`, nodeApp('uw'));
+    e.write('uw.ini', '[uwsgi]', 'uid = demo-carol', 'socket = app.sock', `subscribe-to = 127.0.0.1:${httpSub}:uw.test`, `subscribe2 = server=127.0.0.1:${rawSub},key=127.0.0.1:${raw}`, `subscribe-to = ${unixSub}:unix.test`, nodeApp('uw'));
     await e.waitFor((x) => x.vassal === 'uw' && x.event === 'spawned');
     const stats = (port: number) => new Promise<{ subscriptions: Array<{ key: string; nodes: Array<{ name: string }> }> }>((resolve) => {
       const c = connect(port, '127.0.0.1');
@@ -112,6 +115,8 @@ if (jails) {
     });
     await until('uWSGI\'s http router has it', async () => (await stats(httpStats)).subscriptions.some((s) => s.key === 'uw.test' && s.nodes.some((n) => n.name === e.socketOf('uw'))));
     t.pass('uWSGI\'s http subscription server took our packet');
+    await until('and over its unix datagram socket', async () => (await stats(httpStats)).subscriptions.some((s) => s.key === 'unix.test' && s.nodes.length === 1));
+    t.pass('unix datagram subscriptions reach uWSGI');
     await until('uWSGI\'s rawrouter has it', async () => (await stats(rawStats)).subscriptions.some((s) => s.key === `127.0.0.1:${raw}`));
     const res = await get(raw, 'anything');
     t.match(res.body, /^uw:\d+/, 'through uWSGI\'s rawrouter into the jail');

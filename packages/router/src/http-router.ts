@@ -35,7 +35,7 @@ export interface RouterCounters {
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'x-forwarded-for', 'x-forwarded-proto']);
 /** Errors of a node that say it is not there: marked dead, the request tried on another node. */
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ENOTSOCK', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETUNREACH']);
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ENOTSOCK', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAGAIN']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -50,8 +50,11 @@ export const connectTarget = (address: string): { path: string } | { host: strin
 };
 
 class NodeFailed extends Error {
+  /** EAGAIN: the node's listen backlog is full. Busy, not dead: not marked, the request tried elsewhere. */
+  readonly busy: boolean;
   constructor(readonly code: string, readonly canRetry: boolean) {
     super(code);
+    this.busy = code === 'EAGAIN';
   }
 }
 
@@ -171,8 +174,10 @@ export class HttpRouter {
           return;
         }
         node.failures++;
-        node.dead = true;
-        this.#log('warn', `node ${node.address} of ${slot.key} failed (${e.code}): not used until it announces again`, { key: slot.key, address: node.address, code: e.code });
+        if (!e.busy) {
+          node.dead = true;
+          this.#log('warn', `node ${node.address} of ${slot.key} failed (${e.code}): not used until it announces again`, { key: slot.key, address: node.address, code: e.code });
+        }
         if (!e.canRetry || res.headersSent || res.destroyed) {
           if (!res.headersSent && !res.destroyed) this.#error(res, 502, 'Bad Gateway', `The application for ${host} failed.`);
           else res.destroy();
