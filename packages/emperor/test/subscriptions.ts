@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { runRouter, type RouterConfig } from '@emperor/router';
+import { fileURLToPath } from 'node:url';
 import { emperorBin } from './fixtures/daemon-bin.js';
 import { nodeApp, requireJails, startEmperor } from './fixtures/emperor.js';
 
@@ -151,5 +152,49 @@ if (jails) {
     t.equal(r.table.get('other.test'), undefined, 'the key file owned by uid 4321 was not used');
     t.equal(r.table.get('plain.test'), undefined, 'sign required: an unsigned key refused');
     t.ok(e.logs.some((l) => /stolen\.key cannot be used \(owned by uid 4321/.test(l.msg)), 'the operator is told why');
+  });
+}
+
+if (jails) {
+  t.test('a hostile app in its jail (as its uid) cannot hold, flood or bloat the router; the neighbour is served throughout', async (t) => {
+    const evil = fileURLToPath(new URL('./fixtures/evil-node.cjs', import.meta.url));
+    const r = await runRouter(routerConfig({ headTimeoutMs: 1_500 }));
+    t.teardown(() => r.close());
+    const e = await startEmperor(t, { subscribeFreqMs: 500 });
+    const [udp] = r.udpPorts;
+    const [http] = r.httpPorts;
+    e.write('evil.ini', '[uwsgi]', 'uid = demo-alice', 'socket = app.sock', `bind-ro = ${evil}:/evil.cjs`, 'command = node /evil.cjs', `subscribe2 = server=127.0.0.1:${udp},key=evil.test`);
+    e.write('good.ini', '[uwsgi]', 'uid = demo-bob', 'socket = app.sock', `subscribe2 = server=127.0.0.1:${udp},key=good.test`, nodeApp('good'));
+    await e.waitFor((x) => x.vassal === 'evil' && x.event === 'spawned');
+    await e.waitFor((x) => x.vassal === 'good' && x.event === 'spawned');
+    await until('both routed', () => r.table.get('evil.test') !== undefined && r.table.get('good.test') !== undefined);
+    t.equal((await get(http ?? 0, 'evil.test')).body, 'evil', 'the hostile app is a working node');
+    const heap0 = process.memoryUsage().rss;
+    const path = (p: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: http, path: p, agent: false, headers: { host: 'evil.test' } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    // Held: 20 requests the app never answers, each bounded by the head timeout (504), none forever.
+    const held = await Promise.all(Array.from({ length: 20 }, () => path('/hang')));
+    t.same([...new Set(held.map((h) => h.status))], [504], 'every held request ends as 504');
+    // A head that never ends: cut at 64 KiB, not buffered.
+    t.equal((await path('/bighead')).status, 502, 'an endless head is refused');
+    // A flood to a client that does not read: backpressure, not buffering.
+    const slow = connect(http ?? 0, '127.0.0.1');
+    slow.write('GET /flood HTTP/1.1\r\nHost: evil.test\r\n\r\n');
+    slow.pause();
+    await new Promise((res) => setTimeout(res, 3_000));
+    const grown = (process.memoryUsage().rss - heap0) / 1024 / 1024;
+    t.ok(grown < 96, `the router (and the emperor in this process) grew ${grown.toFixed(1)} MiB while the flood waited on a client that does not read`);
+    t.match((await get(http ?? 0, 'good.test')).body, /^good:/, 'the neighbour is served meanwhile');
+    slow.destroy();
+    const inflight = () => r.table.get('evil.test')?.nodes[0]?.inflight ?? 0;
+    await until('nothing held', () => inflight() === 0, 10_000);
+    t.pass('every request of the hostile app released');
   });
 }

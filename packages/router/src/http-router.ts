@@ -2,7 +2,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import { connect, type Socket } from 'node:net';
 import { Pool } from 'undici';
 import type { Node, Slot, SubscriptionTable } from './table.js';
-import { readResponse, uwsgiRequestPacket, uwsgiVars } from './uwsgi-client.js';
+import { readHead, readResponse, uwsgiRequestPacket, uwsgiVars, type ResponseHead } from './uwsgi-client.js';
 
 export interface RouterOptions {
   table: SubscriptionTable;
@@ -14,6 +14,8 @@ export interface RouterOptions {
   attempts?: number;
   /** A node's connect must succeed within this. Default 3 s. */
   connectTimeoutMs?: number;
+  /** A node must send its response head within this, or the client gets a 504. Default 60 s. */
+  headTimeoutMs?: number;
   /** Keep-alive connections per http node. Default 128. */
   poolConnections?: number;
   /** Keep X-Forwarded-For from the client and append to it (only behind a trusted proxy). Default: replaced. */
@@ -35,7 +37,9 @@ export interface RouterCounters {
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'x-forwarded-for', 'x-forwarded-proto']);
 /** Errors of a node that say it is not there: marked dead, the request tried on another node. */
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ENOTSOCK', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAGAIN']);
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ENOTSOCK', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'EHOSTUNREACH', 'ENETUNREACH', 'EAGAIN', 'UND_ERR_HEADERS_TIMEOUT', 'HEAD_TIMEOUT', 'EPROTO']);
+/** A node that took the request and sent no head in time: the client gets 504 (nothing retried: it may have acted). */
+const HEAD_TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'HEAD_TIMEOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -49,12 +53,18 @@ export const connectTarget = (address: string): { path: string } | { host: strin
   return { host: host === '' ? '127.0.0.1' : host, port: Number(address.slice(i + 1)) };
 };
 
+/**
+ * Errors of the connect itself: nothing listens there (uWSGI's death_mark). A reset or close after the
+ * connect (an overloaded node dropping one connection) or EAGAIN (its backlog full) is one failure, not a
+ * dead node: marking it dead would take a busy node out of the pool until its next announcement.
+ */
+const DEAD = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ENOTSOCK', 'ETIMEDOUT', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
+
 class NodeFailed extends Error {
-  /** EAGAIN: the node's listen backlog is full. Busy, not dead: not marked, the request tried elsewhere. */
-  readonly busy: boolean;
+  readonly dead: boolean;
   constructor(readonly code: string, readonly canRetry: boolean) {
     super(code);
-    this.busy = code === 'EAGAIN';
+    this.dead = DEAD.has(code);
   }
 }
 
@@ -74,7 +84,7 @@ export class HttpRouter {
   constructor(options: RouterOptions) {
     this.#table = options.table;
     this.#opts = {
-      mountpoints: options.mountpoints ?? 0, attempts: options.attempts ?? 3, connectTimeoutMs: options.connectTimeoutMs ?? 3_000,
+      mountpoints: options.mountpoints ?? 0, headTimeoutMs: options.headTimeoutMs ?? 60_000, attempts: options.attempts ?? 3, connectTimeoutMs: options.connectTimeoutMs ?? 3_000,
       poolConnections: options.poolConnections ?? 128, trustForwarded: options.trustForwarded ?? false, fallbackKey: options.fallbackKey,
     };
     this.#log = options.log ?? (() => {});
@@ -174,9 +184,13 @@ export class HttpRouter {
           return;
         }
         node.failures++;
-        if (!e.busy) {
+        if (e.dead) {
           node.dead = true;
           this.#log('warn', `node ${node.address} of ${slot.key} failed (${e.code}): not used until it announces again`, { key: slot.key, address: node.address, code: e.code });
+        }
+        if (HEAD_TIMEOUTS.has(e.code)) {
+          if (!res.headersSent && !res.destroyed) this.#error(res, 504, 'Gateway Timeout', `The application for ${host} did not answer within ${this.#opts.headTimeoutMs / 1000} s.`);
+          return;
         }
         if (!e.canRetry || res.headersSent || res.destroyed) {
           if (!res.headersSent && !res.destroyed) this.#error(res, 502, 'Bad Gateway', `The application for ${host} failed.`);
@@ -198,8 +212,8 @@ export class HttpRouter {
       const t = connectTarget(node.address);
       const connect = { timeout: this.#opts.connectTimeoutMs };
       pool = 'path' in t
-        ? new Pool('http://localhost', { socketPath: t.path, connections: this.#opts.poolConnections, keepAliveTimeout: 4_000, connect, headersTimeout: 60_000, bodyTimeout: 300_000 })
-        : new Pool(`http://${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`, { connections: this.#opts.poolConnections, keepAliveTimeout: 4_000, connect, headersTimeout: 60_000, bodyTimeout: 300_000 });
+        ? new Pool('http://localhost', { socketPath: t.path, connections: this.#opts.poolConnections, keepAliveTimeout: 4_000, connect, headersTimeout: this.#opts.headTimeoutMs, bodyTimeout: 300_000 })
+        : new Pool(`http://${t.host.includes(':') ? `[${t.host}]` : t.host}:${t.port}`, { connections: this.#opts.poolConnections, keepAliveTimeout: 4_000, connect, headersTimeout: this.#opts.headTimeoutMs, bodyTimeout: 300_000 });
       this.#pools.set(node.address, pool);
     }
     return pool;
@@ -215,46 +229,63 @@ export class HttpRouter {
     return out;
   }
 
-  async #toHttp(node: Node, req: IncomingMessage, res: ServerResponse, hasBody: boolean): Promise<void> {
+  /**
+   * An http node through its keep-alive pool: undici's dispatch straight into the response (no body stream
+   * in between), with backpressure both ways (the pool pauses while the client does not read).
+   */
+  #toHttp(node: Node, req: IncomingMessage, res: ServerResponse, hasBody: boolean): Promise<void> {
     const pool = this.#pool(node);
-    const ac = new AbortController();
-    const onClose = (): void => {
-      if (!res.writableFinished) ac.abort();
-    };
-    res.once('close', onClose);
-    let r;
-    try {
-      r = await pool.request({ path: req.url ?? '/', method: req.method ?? 'GET', headers: this.#headersFor(req), body: hasBody ? req : null, signal: ac.signal });
-    } catch (e) {
-      res.off('close', onClose);
-      const code = (e as { code?: string }).code ?? 'ERROR';
-      if (ac.signal.aborted) throw new Error('client went away');
-      // Nothing of the response came: safe to try another node when no body byte was sent, or the method is idempotent.
-      throw CONNECT_ERRORS.has(code) ? new NodeFailed(code, !hasBody || (code !== 'ECONNRESET' && code !== 'EPIPE' && code !== 'UND_ERR_SOCKET') || IDEMPOTENT.has(req.method ?? '')) : e;
-    }
-    const headers: Record<string, string | string[]> = {};
-    for (const [k, v] of Object.entries(r.headers)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
-    res.writeHead(r.statusCode, headers);
-    await new Promise<void>((resolve) => {
-      r.body.on('data', (d: Buffer) => {
-        node.rx += d.length;
-        if (!res.write(d)) r.body.pause();
-      });
-      res.on('drain', () => r.body.resume());
-      r.body.on('end', () => {
-        res.end();
-        resolve();
-      });
-      r.body.on('error', () => {
-        res.destroy();
-        resolve();
-      });
-      res.once('close', () => {
-        r.body.destroy();
-        resolve();
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      let ctl: { abort(reason: Error): void; pause(): void; resume(): void } | undefined;
+      let done = false;
+      const finish = (err?: Error): void => {
+        if (done) return;
+        done = true;
+        res.off('close', onClose);
+        res.off('drain', onDrain);
+        if (err === undefined) resolve();
+        else reject(err);
+      };
+      const onClose = (): void => {
+        if (!res.writableFinished) ctl?.abort(new Error('client went away'));
+        finish();
+      };
+      const onDrain = (): void => ctl?.resume();
+      res.once('close', onClose);
+      res.on('drain', onDrain);
+      pool.dispatch({ path: req.url ?? '/', method: (req.method ?? 'GET') as 'GET', headers: this.#headersFor(req), body: hasBody ? req : null }, {
+        onRequestStart: (controller) => {
+          ctl = controller;
+        },
+        onResponseStart: (_c, statusCode, headers) => {
+          started = true;
+          const out: Record<string, string | string[]> = {};
+          for (const k in headers) {
+            const v = headers[k];
+            if (v !== undefined && !HOP.has(k)) out[k] = v;
+          }
+          res.writeHead(statusCode, out);
+        },
+        onResponseData: (c, chunk) => {
+          node.rx += chunk.length;
+          if (!res.write(chunk)) c.pause();
+        },
+        onResponseEnd: () => {
+          res.end();
+          finish();
+        },
+        onResponseError: (_c, err) => {
+          const code = (err as { code?: string }).code ?? 'ERROR';
+          if (started || res.destroyed) {
+            res.destroy();
+            return finish();
+          }
+          // Nothing of the response came: safe to try another node when no body byte was sent, or the method is idempotent.
+          finish(CONNECT_ERRORS.has(code) ? new NodeFailed(code, !hasBody || DEAD.has(code) || IDEMPOTENT.has(req.method ?? '')) : err);
+        },
       });
     });
-    res.off('close', onClose);
   }
 
   async #toUwsgi(node: Node, req: IncomingMessage, res: ServerResponse, hasBody: boolean): Promise<void> {
@@ -285,13 +316,79 @@ export class HttpRouter {
     res.once('close', () => {
       if (!res.writableFinished) socket.destroy();
     });
-    let upstream;
+    let head: ResponseHead;
     try {
-      upstream = await readResponse(socket, req.method ?? 'GET');
+      head = await readHead(socket, this.#opts.headTimeoutMs);
     } catch (e) {
       socket.destroy();
       const code = (e as { code?: string }).code ?? 'ECONNRESET';
       throw new NodeFailed(code, !hasBody && IDEMPOTENT.has(req.method ?? ''));
+    }
+    node.rx += head.all.length - head.rest.length;
+    if (head.complex) return this.#uwsgiComplex(node, socket, req, res, head);
+    const raw: string[] = [];
+    for (let i = 0; i < head.raw.length; i += 2) {
+      const k = head.raw[i] ?? '';
+      if (!HOP.has(k.toLowerCase())) raw.push(k, head.raw[i + 1] ?? '');
+    }
+    res.writeHead(head.status, raw);
+    const noBody = req.method === 'HEAD' || head.status === 204 || head.status === 304;
+    let left = noBody ? 0 : head.contentLength ?? Infinity;
+    if (left === 0) {
+      res.end();
+      socket.destroy();
+      return;
+    }
+    if (head.rest.length >= left) {
+      // The whole body came with the head (the common small response): head and body in one write.
+      node.rx += left;
+      socket.destroy();
+      res.end(head.rest.subarray(0, left));
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      let finished = false;
+      const end = (): void => {
+        if (finished) return;
+        finished = true;
+        socket.destroy();
+        if (left === 0 || left === Infinity) res.end();
+        else res.destroy(); // the node closed before its Content-Length: the client must not take it as whole
+        resolve();
+      };
+      const take = (d: Buffer): void => {
+        const part = left < d.length ? d.subarray(0, left) : d;
+        left -= part.length;
+        node.rx += part.length;
+        if (part.length > 0 && !res.write(part)) socket.pause();
+        if (left === 0) end();
+      };
+      res.on('drain', () => socket.resume());
+      res.once('close', () => {
+        if (!finished) {
+          finished = true;
+          socket.destroy();
+          resolve();
+        }
+      });
+      socket.on('data', take);
+      socket.once('end', end);
+      socket.once('close', end);
+      socket.on('error', end);
+      if (head.rest.length > 0) take(head.rest);
+      if (!finished) socket.resume();
+    });
+  }
+
+  /** A chunked (or 1xx) response of a uwsgi node: Node's own parser reads it. */
+  async #uwsgiComplex(node: Node, socket: Socket, req: IncomingMessage, res: ServerResponse, head: ResponseHead): Promise<void> {
+    let upstream;
+    try {
+      upstream = await readResponse(socket, req.method ?? 'GET', head.all);
+    } catch {
+      socket.destroy();
+      if (!res.headersSent) this.#error(res, 502, 'Bad Gateway', 'The application sent a response that is not HTTP.');
+      return;
     }
     const headers: Record<string, string | string[]> = {};
     for (const [k, v] of Object.entries(upstream.headers as IncomingHttpHeaders)) if (v !== undefined && !HOP.has(k)) headers[k] = v;
@@ -408,7 +505,7 @@ export class HttpRouter {
       }, (e: unknown) => {
         node.inflight--;
         node.failures++;
-        node.dead = true;
+        if (!(e instanceof NodeFailed) || e.dead) node.dead = true;
         this.#log('warn', `node ${node.address} of ${slot.key} failed (${(e as NodeFailed).code}): not used until it announces again`, { key: slot.key, address: node.address });
         if (!client.destroyed) attempt();
       });

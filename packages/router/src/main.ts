@@ -32,6 +32,7 @@ export const parseRouterArgs = (argv: string[], log: RouterConfig['log']): Route
       'max-keys': { type: 'string' },
       'max-nodes-per-key': { type: 'string' },
       'trust-forwarded': { type: 'boolean' },
+      'node-timeout': { type: 'string' },
     },
   });
   if (positionals.length > 0) throw new EmperorError('EMPEROR_ERR_USAGE', `emperor router: expected only --options, got ${JSON.stringify(positionals[0])}`, { hint: 'emperor router --http :80 --subscription-server 127.0.0.1:2626' });
@@ -57,7 +58,7 @@ export const parseRouterArgs = (argv: string[], log: RouterConfig['log']): Route
     algo: algo as Algo, mountpoints: int(values['subscription-mountpoints'], 'subscription-mountpoints', 0, 16, 0),
     ...(values['fallback-key'] ? { fallbackKey: values['fallback-key'].toLowerCase() } : {}), ...(sign ? { sign } : {}),
     maxKeys: int(values['max-keys'], 'max-keys', 1, 10_000_000, 100_000), maxNodesPerKey: int(values['max-nodes-per-key'], 'max-nodes-per-key', 1, 10_000, 64),
-    trustForwarded: values['trust-forwarded'] ?? false, log,
+    trustForwarded: values['trust-forwarded'] ?? false, headTimeoutMs: int(values['node-timeout'], 'node-timeout', 1, 3_600, 60) * 1000, log,
   };
 };
 

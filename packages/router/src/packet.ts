@@ -20,19 +20,28 @@ export class MalformedPacket extends Error {
   override name = 'MalformedPacket';
 }
 
-const pair = (k: string, v: Buffer | string): Buffer[] => {
-  const kb = Buffer.from(k);
-  const vb = typeof v === 'string' ? Buffer.from(v) : v;
-  if (kb.length > 0xffff || vb.length > 0xffff) throw new RangeError(`uwsgi pair ${k} too long`);
-  const kl = Buffer.alloc(2);
-  kl.writeUInt16LE(kb.length);
-  const vl = Buffer.alloc(2);
-  vl.writeUInt16LE(vb.length);
-  return [kl, kb, vl, vb];
+/** The body bytes of pairs (no header): one allocation, whatever the number of pairs. */
+export const encodeBody = (pairs: Iterable<[string, Buffer | string]>): Buffer => {
+  const list = [...pairs];
+  let size = 0;
+  for (const [k, v] of list) {
+    const kl = Buffer.byteLength(k);
+    const vl = typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+    if (kl > 0xffff || vl > 0xffff) throw new RangeError(`uwsgi pair ${k} too long`);
+    size += 4 + kl + vl;
+  }
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const [k, v] of list) {
+    const kl = out.write(k, at + 2);
+    out.writeUInt16LE(kl, at);
+    at += 2 + kl;
+    const vl = typeof v === 'string' ? out.write(v, at + 2) : v.copy(out, at + 2);
+    out.writeUInt16LE(vl, at);
+    at += 2 + vl;
+  }
+  return out;
 };
-
-/** The body bytes of pairs (no header). */
-export const encodeBody = (pairs: Iterable<[string, Buffer | string]>): Buffer => Buffer.concat([...pairs].flatMap(([k, v]) => pair(k, v)));
 
 /** The 4-byte header of a body of `size` bytes. */
 export const encodeHeader = (modifier1: number, size: number, modifier2: number): Buffer => {
@@ -47,7 +56,7 @@ export const encodeHeader = (modifier1: number, size: number, modifier2: number)
 /** A whole packet: header and body. */
 export const encodePacket = (modifier1: number, modifier2: number, pairs: Iterable<[string, Buffer | string]>): Buffer => {
   const body = encodeBody(pairs);
-  return Buffer.concat([encodeHeader(modifier1, body.length, modifier2), body]);
+  return Buffer.concat([encodeHeader(modifier1, body.length, modifier2), body], body.length + 4);
 };
 
 /**

@@ -26,6 +26,8 @@ export interface RouterConfig {
   maxKeys: number;
   maxNodesPerKey: number;
   trustForwarded: boolean;
+  /** A node's response head must come within this (default 60 s). */
+  headTimeoutMs?: number;
   log: Log;
 }
 
@@ -85,7 +87,7 @@ export const runRouter = async (config: RouterConfig): Promise<RunningRouter> =>
   });
   const own = new Set(config.http.map((h) => (h.startsWith('/') ? h : `${hostPort(h, '--http').host === '0.0.0.0' ? '127.0.0.1' : hostPort(h, '--http').host}:${hostPort(h, '--http').port}`)));
   const server = new SubscriptionServer({ table, ...(config.sign ? { sign: config.sign } : {}), forbiddenAddresses: own, log: config.log });
-  router = new HttpRouter({ table, mountpoints: config.mountpoints, trustForwarded: config.trustForwarded, log: config.log, ...(config.fallbackKey ? { fallbackKey: config.fallbackKey } : {}) });
+  router = new HttpRouter({ table, mountpoints: config.mountpoints, ...(config.headTimeoutMs ? { headTimeoutMs: config.headTimeoutMs } : {}), trustForwarded: config.trustForwarded, log: config.log, ...(config.fallbackKey ? { fallbackKey: config.fallbackKey } : {}) });
   const closers: Array<() => Promise<void>> = [];
   const close = async (): Promise<void> => {
     for (const c of closers.splice(0).reverse()) await c().catch(() => {});

@@ -55,7 +55,7 @@ export const uwsgiRequestPacket = (modifier1: number, modifier2: number, vars: A
  * Reads a node's raw HTTP response off `socket` with Node's own parser: a duplex whose read side is the
  * socket and whose write side (where http.request writes a request nobody needs) goes nowhere.
  */
-export const readResponse = (socket: Socket, method: string): Promise<IncomingMessage> =>
+export const readResponse = (socket: Socket, method: string, initial?: Buffer): Promise<IncomingMessage> =>
   new Promise((resolve, reject) => {
     const wrapper = new Duplex({
       read() {
@@ -72,6 +72,7 @@ export const readResponse = (socket: Socket, method: string): Promise<IncomingMe
         cb(err);
       },
     });
+    if (initial !== undefined && initial.length > 0) wrapper.push(initial);
     socket.on('data', (d: Buffer) => {
       if (!wrapper.push(d)) socket.pause();
     });
@@ -84,4 +85,86 @@ export const readResponse = (socket: Socket, method: string): Promise<IncomingMe
     req.on('response', resolve);
     req.on('error', reject);
     req.end();
+  });
+
+/** A node's response head, read off its socket by hand (the common case: no chunking, no 1xx). */
+export interface ResponseHead {
+  status: number;
+  /** Flat [name, value, name, value, ...] as the node sent them (for writeHead). */
+  raw: string[];
+  contentLength: number | undefined;
+  /** Transfer-Encoding or a 1xx: left to Node's own parser ({@link readResponse}). */
+  complex: boolean;
+  /** The bytes read past the head (the start of the body). */
+  rest: Buffer;
+  /** Everything read (head and rest), for a fallback to Node's parser. */
+  all: Buffer;
+}
+
+/** The largest head a node may send. */
+export const MAX_HEAD = 64 * 1024;
+
+const parseHead = (all: Buffer, end: number): ResponseHead | undefined => {
+  const lines = all.subarray(0, end).toString('latin1').split('\r\n');
+  const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0] ?? '');
+  if (m?.[1] === undefined) return undefined;
+  const status = Number(m[1]);
+  const raw: string[] = [];
+  let contentLength: number | undefined;
+  let complex = status < 200;
+  for (let i = 1; i < lines.length; i++) {
+    const l = lines[i] ?? '';
+    const c = l.indexOf(':');
+    if (c <= 0) return undefined;
+    const name = l.slice(0, c).trim();
+    const value = l.slice(c + 1).trim();
+    const lower = name.toLowerCase();
+    if (lower === 'content-length') {
+      if (!/^\d{1,15}$/.test(value) || (contentLength !== undefined && contentLength !== Number(value))) return undefined;
+      contentLength = Number(value);
+    } else if (lower === 'transfer-encoding') complex = true;
+    raw.push(name, value);
+  }
+  return { status, raw, contentLength, complex, rest: all.subarray(end + 4), all };
+};
+
+/**
+ * Reads the head of a node's response; rejects with the socket's error (or ECONNRESET when it closed
+ * before a whole head came, EPROTO for a head that is not HTTP or larger than {@link MAX_HEAD},
+ * HEAD_TIMEOUT when none came within `timeoutMs`).
+ */
+export const readHead = (socket: Socket, timeoutMs: number): Promise<ResponseHead> =>
+  new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => fail('HEAD_TIMEOUT'), timeoutMs);
+    const cleanup = (): void => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onError);
+      socket.off('close', onEnd);
+    };
+    const fail = (code: string): void => {
+      cleanup();
+      reject(Object.assign(new Error(`node response: ${code}`), { code }));
+    };
+    const onData = (d: Buffer): void => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) {
+        if (buf.length > MAX_HEAD) fail('EPROTO');
+        return;
+      }
+      const head = parseHead(buf, end);
+      if (head === undefined) return fail('EPROTO');
+      cleanup();
+      socket.pause();
+      resolve(head);
+    };
+    const onEnd = (): void => fail('ECONNRESET');
+    const onError = (e: NodeJS.ErrnoException): void => fail(e.code ?? 'ECONNRESET');
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.once('error', onError);
   });

@@ -122,6 +122,30 @@ t.test('unknown key: a 502 page (uWSGI closes the connection); X-Forwarded-For/-
   t.equal(posted.body, String(big.length), 'an 8 MiB body streamed through');
 });
 
+t.test('the uwsgi protocol: CGI variables as uWSGI sends them; chunked, close-delimited and cut responses', async (t) => {
+  const path = join(dir, 'un.sock');
+  const proc = spawn(process.execPath, [join(import.meta.dirname, 'fixtures', 'uwsgi-node.mjs'), path], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  children.add(proc);
+  await new Promise<void>((res) => proc.stdout?.once('data', () => res()));
+  await announce(0, { key: 'proto.test', address: path, proto: 'uwsgi' });
+  await until('proto.test', () => r.table.get('proto.test') !== undefined);
+  const v = await get('proto.test', '/vars?x=1&y=%20', { headers: { 'x-custom': 'yes', cookie: 'c=3' } });
+  t.equal(v.status, 200);
+  t.same(v.headers['set-cookie'], ['a=1', 'b=2'], 'repeated headers kept');
+  const vars = JSON.parse(v.body) as Record<string, string>;
+  t.match(vars, { REQUEST_METHOD: 'GET', REQUEST_URI: '/vars?x=1&y=%20', PATH_INFO: '/vars', QUERY_STRING: 'x=1&y=%20', SERVER_PROTOCOL: 'HTTP/1.1', REMOTE_ADDR: '127.0.0.1', HTTP_HOST: 'proto.test', SERVER_NAME: 'proto.test', HTTP_X_CUSTOM: 'yes', HTTP_COOKIE: 'c=3', HTTP_X_FORWARDED_FOR: '127.0.0.1', UWSGI_SCHEME: 'http' });
+  t.equal((await get('proto.test:8080', '/vars')).status, 502, 'the port is part of the key (uWSGI): proto.test:8080 is not proto.test');
+  const posted = await get('proto.test', '/vars', { method: 'POST', body: Buffer.alloc(100_000, 1), headers: { 'content-type': 'application/octet-stream' } });
+  t.match(JSON.parse(posted.body), { CONTENT_LENGTH: '100000', CONTENT_TYPE: 'application/octet-stream', BODY_BYTES: '100000' }, 'the body follows the variables');
+  const chunked = await get('proto.test', '/chunked');
+  t.equal(chunked.body, 'hello world', 'a chunked response read by Node\'s parser');
+  t.equal(chunked.headers['x-kind'], 'chunked');
+  const closed = await get('proto.test', '/close');
+  t.equal(closed.body, 'until the end', 'close-delimited');
+  const cut = await get('proto.test', '/short').then((x) => `complete:${x.body}`, (e: Error) => `error:${e.message}`);
+  t.match(cut, /^error:/, `a response shorter than its Content-Length reaches the client as cut, never as whole (${cut})`);
+});
+
 t.test('websocket-style upgrade passes through both ways', async (t) => {
   const s = connect(httpPort, '127.0.0.1');
   await new Promise((res) => s.once('connect', res));
