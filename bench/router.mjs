@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The router (issue 13), side by side in one run, on loopback, the same backends for every router:
 //   throughput: wrk (1 thread, 50 connections, keep-alive from the client) against our router, uWSGI's http
-//               router (--http, one process) and nginx (one worker, uwsgi_pass), each passing every request
+//               router (--http, one process, --http-keepalive) and nginx (one worker, uwsgi_pass), each passing every request
 //               over the uwsgi protocol to the same two uWSGI nodes (--socket unix, internal routing returns
 //               200). A second case: http backends (Node servers) behind our router (undici keep-alive pools)
 //               and nginx (proxy_pass with an upstream keepalive); uWSGI 2.0's router cannot proxy to http.
@@ -45,7 +45,7 @@ for (const s of httpNodes) start(process.execPath, [nodeApp, s]);
 
 const emperorBin = new URL('../node_modules/.bin/emperor', import.meta.url).pathname;
 start(emperorBin, ['router', '--http', `127.0.0.1:${P.ours}`, '--subscription-server', `127.0.0.1:${P.oursUdp}`, '--no-bootstrap', '--subscription-tolerance', '3600']);
-start('uwsgi', ['--plugin', 'http', '--master', '--die-on-term', '--http', `127.0.0.1:${P.uwsgi}`, '--http-processes', '1', '--http-subscription-server', `127.0.0.1:${P.uwsgiUdp}`, '--subscription-tolerance', '3600', '--disable-logging', '--listen', '1024']);
+start('uwsgi', ['--plugin', 'http', '--master', '--die-on-term', '--http', `127.0.0.1:${P.uwsgi}`, '--http-processes', '1', '--http-keepalive', '--http-subscription-server', `127.0.0.1:${P.uwsgiUdp}`, '--subscription-tolerance', '3600', '--disable-logging', '--listen', '1024']);
 writeFileSync(join(dir, 'nginx.conf'), `
 user root; daemon off; worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err warn;
 events { worker_connections 4096; }

@@ -8,6 +8,12 @@
  *     timeoutMs, so the event loop never waits on a shim.
  *   setWinsize(fd, rows, cols)
  *     TIOCSWINSZ on a pty master (the kernel then sends SIGWINCH to the pty's foreground group).
+ *   listenDgram(path, onMessage) -> { close() }
+ *     binds an AF_UNIX datagram socket at path (uWSGI's unix subscription servers) and calls onMessage(buffer)
+ *     for each datagram, on the event loop. A thread of its own blocks in recv; the datagrams reach JS through
+ *     a thread-safe function whose queue holds at most 1024: past that they are dropped (counted by close()'s
+ *     answer), so a flood costs bounded memory. A datagram over 4096 bytes arrives cut to 4097 (refused as
+ *     too long by the caller).
  *   sendDgram(path, packet)
  *     one AF_UNIX datagram to path (uWSGI's unix subscription servers), never blocking: a full receiver
  *     is an EAGAIN error, as is a datagram the kernel cannot take at once.
@@ -16,6 +22,7 @@
 #include <node_api.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -26,6 +33,8 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
+#include <stdatomic.h>
 
 #define MAX_LINE 4096
 
@@ -303,12 +312,184 @@ static napi_value send_dgram(napi_env env, napi_callback_info info)
 	return NULL;
 }
 
+#define DGRAM_MAX 4096
+#define DGRAM_QUEUE 1024
+
+struct listener {
+	int fd;
+	int wake[2];
+	pthread_t thread;
+	napi_threadsafe_function tsfn;
+	atomic_ulong dropped;
+	int closed;
+};
+
+struct datagram {
+	size_t len;
+	char data[];
+};
+
+static void *listen_thread(void *arg)
+{
+	struct listener *l = arg;
+	char buf[DGRAM_MAX + 1];
+	struct pollfd p[2] = { { .fd = l->fd, .events = POLLIN }, { .fd = l->wake[0], .events = POLLIN } };
+	for (;;) {
+		if (poll(p, 2, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		if (p[1].revents)
+			break;
+		if (!(p[0].revents & POLLIN))
+			continue;
+		ssize_t n = recv(l->fd, buf, sizeof buf, MSG_DONTWAIT | MSG_TRUNC);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			break;
+		}
+		size_t len = (size_t)n > sizeof buf ? sizeof buf : (size_t)n;
+		struct datagram *d = malloc(sizeof *d + len);
+		if (!d) {
+			atomic_fetch_add(&l->dropped, 1);
+			continue;
+		}
+		d->len = len;
+		memcpy(d->data, buf, len);
+		if (napi_call_threadsafe_function(l->tsfn, d, napi_tsfn_nonblocking) != napi_ok) {
+			free(d);
+			atomic_fetch_add(&l->dropped, 1);
+		}
+	}
+	return NULL;
+}
+
+static void call_js(napi_env env, napi_value callback, void *context, void *data)
+{
+	struct datagram *d = data;
+	if (env != NULL && callback != NULL) {
+		napi_value buffer, undefined;
+		void *copy;
+		if (napi_create_buffer_copy(env, d->len, d->data, &copy, &buffer) == napi_ok && napi_get_undefined(env, &undefined) == napi_ok)
+			napi_call_function(env, undefined, callback, 1, &buffer, NULL);
+	}
+	free(d);
+}
+
+static void listener_stop(struct listener *l)
+{
+	if (l->closed)
+		return;
+	l->closed = 1;
+	char c = 1;
+	ssize_t w = write(l->wake[1], &c, 1);
+	(void)w;
+	pthread_join(l->thread, NULL);
+	close(l->fd);
+	close(l->wake[0]);
+	close(l->wake[1]);
+	napi_release_threadsafe_function(l->tsfn, napi_tsfn_release);
+}
+
+static void listener_finalize(napi_env env, void *data, void *hint)
+{
+	struct listener *l = data;
+	listener_stop(l);
+	free(l);
+}
+
+static napi_value listener_close(napi_env env, napi_callback_info info)
+{
+	struct listener *l;
+	CHECK(napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&l));
+	listener_stop(l);
+	napi_value dropped;
+	CHECK(napi_create_double(env, (double)atomic_load(&l->dropped), &dropped));
+	return dropped;
+}
+
+static napi_value listener_dropped(napi_env env, napi_callback_info info)
+{
+	struct listener *l;
+	CHECK(napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&l));
+	napi_value dropped;
+	CHECK(napi_create_double(env, (double)atomic_load(&l->dropped), &dropped));
+	return dropped;
+}
+
+static napi_value listen_dgram(napi_env env, napi_callback_info info)
+{
+	size_t argc = 2;
+	napi_value argv[2];
+	CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	size_t len = 0;
+	napi_valuetype t = napi_undefined;
+	if (argc != 2 || napi_get_value_string_utf8(env, argv[0], addr.sun_path, sizeof addr.sun_path, &len) != napi_ok ||
+	    len == 0 || len >= sizeof addr.sun_path - 1 || napi_typeof(env, argv[1], &t) != napi_ok || t != napi_function) {
+		napi_throw_type_error(env, "EINVAL", "listenDgram(path, onMessage): expected a socket path of 1 to 106 bytes and a function");
+		return NULL;
+	}
+	struct listener *l = calloc(1, sizeof *l);
+	if (!l) {
+		napi_throw_error(env, "ENOMEM", "out of memory");
+		return NULL;
+	}
+	l->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (l->fd < 0) {
+		int err = errno;
+		free(l);
+		napi_throw(env, errno_error(env, err, "socket"));
+		return NULL;
+	}
+	int rcv = 4 * 1024 * 1024;
+	setsockopt(l->fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+	if (bind(l->fd, (struct sockaddr *)&addr, sizeof addr) < 0 || pipe2(l->wake, O_CLOEXEC) < 0) {
+		int err = errno;
+		close(l->fd);
+		free(l);
+		napi_throw(env, errno_error(env, err, "bind"));
+		return NULL;
+	}
+	napi_value name;
+	CHECK(napi_create_string_utf8(env, "emperor-fd:listenDgram", NAPI_AUTO_LENGTH, &name));
+	if (napi_create_threadsafe_function(env, argv[1], NULL, name, DGRAM_QUEUE, 1, NULL, NULL, NULL, call_js, &l->tsfn) != napi_ok) {
+		close(l->fd);
+		close(l->wake[0]);
+		close(l->wake[1]);
+		free(l);
+		napi_throw_error(env, "EINVAL", "listenDgram: no thread-safe function");
+		return NULL;
+	}
+	if (pthread_create(&l->thread, NULL, listen_thread, l) != 0) {
+		napi_release_threadsafe_function(l->tsfn, napi_tsfn_abort);
+		close(l->fd);
+		close(l->wake[0]);
+		close(l->wake[1]);
+		free(l);
+		napi_throw_error(env, "EAGAIN", "listenDgram: no thread");
+		return NULL;
+	}
+	napi_value obj;
+	CHECK(napi_create_object(env, &obj));
+	napi_property_descriptor props[] = {
+		{ "close", NULL, listener_close, NULL, NULL, NULL, napi_default, l },
+		{ "dropped", NULL, listener_dropped, NULL, NULL, NULL, napi_default, l },
+	};
+	CHECK(napi_define_properties(env, obj, 2, props));
+	CHECK(napi_wrap(env, obj, l, listener_finalize, NULL, NULL));
+	return obj;
+}
+
 static napi_value init(napi_env env, napi_value exports)
 {
 	napi_property_descriptor props[] = {
 		{ "requestFd", NULL, request_fd, NULL, NULL, NULL, napi_default, NULL },
 		{ "setWinsize", NULL, set_winsize, NULL, NULL, NULL, napi_default, NULL },
 		{ "sendDgram", NULL, send_dgram, NULL, NULL, NULL, napi_default, NULL },
+		{ "listenDgram", NULL, listen_dgram, NULL, NULL, NULL, napi_default, NULL },
 	};
 	CHECK(napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
 	return exports;

@@ -8,7 +8,7 @@ export type { ExecOptions, JailExit, JailRef, Output, PtyOptions, Started, Start
 export { controlPathOf, Jail, ptyMaxOf } from './jail.js';
 export type { AdoptedJail, JailOptions } from './jail.js';
 export { JailProcess } from './jail-process.js';
-export { JailPty, sendUnixDatagram } from './pty.js';
+export { JailPty, listenUnixDatagram, sendUnixDatagram, type UnixDatagramListener } from './pty.js';
 export { ShimProcess } from './shim-process.js';
 export { ShimClient } from './shim-client.js';
 export { HOST_SYSTEM_DIRS, mountArgs } from './layout.js';

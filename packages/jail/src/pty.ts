@@ -1,3 +1,4 @@
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ReadStream } from 'node:tty';
 import { EmperorError } from '@emperor/errors';
@@ -9,6 +10,7 @@ interface FdAddon {
   setWinsize(fd: number, rows: number, cols: number): void;
   /** One unix datagram to a path, never blocking (EAGAIN when the receiver is full). */
   sendDgram(path: string, packet: Buffer): void;
+  listenDgram(path: string, onMessage: (datagram: Buffer) => void): { close(): number; dropped(): number };
 }
 
 let addon: FdAddon | undefined;
@@ -64,3 +66,42 @@ export class JailPty {
 
 /** One unix datagram to `path` (a uWSGI subscription server's socket), never blocking; throws EAGAIN when it is full. */
 export const sendUnixDatagram = (path: string, packet: Buffer): void => fdAddon().sendDgram(path, packet);
+
+/** A unix datagram listener; close() returns how many datagrams were dropped because JS was behind. */
+export interface UnixDatagramListener {
+  readonly path: string;
+  dropped(): number;
+  close(): number;
+}
+
+/**
+ * Binds a unix datagram socket at `path` (a stale socket left there is removed; anything else there is an
+ * error), mode `mode`, and calls `onMessage` for each datagram (at most 4097 bytes of it; at most 1024 waiting).
+ */
+export const listenUnixDatagram = (path: string, mode: number, onMessage: (datagram: Buffer) => void): UnixDatagramListener => {
+  const st = lstatSync(path, { throwIfNoEntry: false });
+  if (st !== undefined) {
+    if (!st.isSocket()) throw Object.assign(new Error(`${path} exists and is not a socket`), { code: 'EEXIST' });
+    unlinkSync(path);
+  }
+  const l = fdAddon().listenDgram(path, onMessage);
+  try {
+    chmodSync(path, mode);
+  } catch (e) {
+    l.close();
+    throw e;
+  }
+  let closed = false;
+  return {
+    path,
+    dropped: () => l.dropped(),
+    close: () => {
+      if (closed) return l.dropped();
+      closed = true;
+      const n = l.close();
+      const now = lstatSync(path, { throwIfNoEntry: false });
+      if (now?.isSocket()) unlinkSync(path);
+      return n;
+    },
+  };
+};

@@ -12,7 +12,7 @@ type Log = (level: 'info' | 'warn', msg: string, detail: Record<string, unknown>
 export interface RouterConfig {
   /** HTTP listeners: host:port or a unix path. */
   http: string[];
-  /** Subscription servers: host:port (UDP). */
+  /** Subscription servers: host:port (UDP) or a unix datagram socket path (mode 0600). */
   subscriptionServers: string[];
   /** A unix socket answering GET /stats (uWSGI's shape) and GET /metrics (Prometheus), mode 0600. */
   stats?: string;
@@ -94,12 +94,16 @@ export const runRouter = async (config: RouterConfig): Promise<RunningRouter> =>
   };
   try {
     const udpPorts: number[] = [];
+    closers.push(async () => server.close());
     for (const s of config.subscriptionServers) {
-      if (s.startsWith('/')) throw new EmperorError('EMPEROR_ERR_USAGE', `--subscription-server ${s}: unix datagram servers are not offered by this version; use HOST:PORT (UDP)`);
+      if (s.startsWith('/')) {
+        server.listenUnix(s);
+        udpPorts.push(0);
+        continue;
+      }
       const { host, port } = hostPort(s, '--subscription-server');
       udpPorts.push(await server.listenUdp(host, port));
     }
-    closers.push(async () => server.close());
     closers.push(async () => table.close());
     let bootstrapped = 0;
     if (config.emperorSocket !== undefined && existsSync(config.emperorSocket)) {

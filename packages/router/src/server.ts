@@ -1,4 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram';
+import { listenUnixDatagram, type UnixDatagramListener } from '@emperor/jail';
 import { decodePacket, getNumber, getText, MalformedPacket, MAX_PACKET, SUBSCRIPTION_MODIFIER1, type Packet } from './packet.js';
 import { KeyDirectory, signedParts, verifyParts } from './sign.js';
 import { ALGOS, type Algo, type Announcement, type SubscriptionTable } from './table.js';
@@ -63,6 +64,7 @@ export class SubscriptionServer {
   readonly #lastUnix = new Map<string, { unix: number; at: number }>();
   readonly #lastLog = new Map<string, { at: number; suppressed: number }>();
   readonly #sockets: Socket[] = [];
+  readonly #unix: UnixDatagramListener[] = [];
 
   constructor(options: ServerOptions) {
     this.table = options.table;
@@ -90,8 +92,22 @@ export class SubscriptionServer {
     return sock.address().port;
   }
 
+  /**
+   * Binds a unix datagram listener (uWSGI's `--http-subscription-server /path`), mode 0600 unless told: who
+   * may write to it may announce. Datagrams JS could not take fast enough are dropped and counted.
+   */
+  listenUnix(path: string, mode = 0o600): void {
+    this.#unix.push(listenUnixDatagram(path, mode, (d) => this.handle(d, path)));
+  }
+
+  /** Datagrams a unix listener dropped because the router was behind (a flood). */
+  get unixDropped(): number {
+    return this.#unix.reduce((a, l) => a + l.dropped(), 0);
+  }
+
   close(): void {
     for (const s of this.#sockets.splice(0)) s.close();
+    for (const l of this.#unix.splice(0)) l.close();
   }
 
   #refuse(why: Refusal, from: string, detail: Record<string, unknown> = {}): Refusal {

@@ -29,7 +29,7 @@ execFileSync('openssl', ['rsa', '-in', join(dir, 'signer.key'), '-pubout', '-out
 
 const logs: string[] = [];
 const r = await runRouter({
-  http: ['127.0.0.1:0'], subscriptionServers: ['127.0.0.1:0'], stats: join(dir, 'stats.sock'), toleranceMs: 3_000, algo: 'wrr', mountpoints: 1,
+  http: ['127.0.0.1:0'], subscriptionServers: ['127.0.0.1:0', join(dir, 'subscribe.sock')], stats: join(dir, 'stats.sock'), toleranceMs: 3_000, algo: 'wrr', mountpoints: 1,
   sign: { dir: join(dir, 'keys'), digest: 'SHA1', required: false, toleranceS: 300 }, maxKeys: 10_000, maxNodesPerKey: 16, trustForwarded: false,
   log: (l, m) => logs.push(`${l} ${m}`),
 });
@@ -90,6 +90,30 @@ t.test('uwsgi --subscribe-to nodes (the real binary) register with our server an
   t.same([...seen.values()], [10, 10, 10], 'wrr, equal weights: 10 each');
   const res = await get('Example.TEST'); // Host is case-insensitive
   t.equal(res.status, 200);
+});
+
+t.test('a unix datagram subscription server: uWSGI nodes reach it; a flood is dropped and counted, memory bounded', async (t) => {
+  const path = join(dir, 'subscribe.sock');
+  t.equal((await import('node:fs')).statSync(path).mode & 0o777, 0o600, 'mode 0600: who may write may announce');
+  uwsgiNode('x1', `${path}:unix.test`);
+  await until('the node over the unix socket', () => r.table.get('unix.test')?.nodes.length === 1);
+  t.equal((await get('unix.test')).headers['x-node'], 'x1');
+  const { sendUnixDatagram } = await import('@emperor/jail');
+  const rss0 = process.memoryUsage().rss;
+  const received0 = r.server.counters.received;
+  let refusedBySender = 0;
+  for (let i = 0; i < 50_000; i++) {
+    try {
+      sendUnixDatagram(path, Buffer.alloc(3000 + (i % 2000), i & 255));
+    } catch {
+      refusedBySender++; // EAGAIN: the socket's buffer is full, the kernel says so at once
+    }
+  }
+  await until('the flood taken or dropped', () => r.server.counters.received - received0 + r.server.unixDropped + refusedBySender >= 50_000 || false, 20_000).catch(() => {});
+  const grown = (process.memoryUsage().rss - rss0) / 1024 / 1024;
+  t.ok(grown < 128, `rss grew ${grown.toFixed(1)} MiB for 50,000 datagrams of 3-5 KB`);
+  t.ok(r.server.counters.refused.malformed > 0, 'garbage counted as malformed');
+  t.equal((await get('unix.test')).status, 200, 'still routing');
 });
 
 t.test('signed the way uWSGI signs (subscribe-to ...,SHA1:key.pem): accepted; an unsigned node for that key refused', async (t) => {
