@@ -26,7 +26,9 @@ fi
 
 # The benchmarks' peers (bench/debian-packages.txt), installed with their services kept stopped (policy-rc.d
 # says no to every start, as in container images): nginx must not take port 80 of the machine.
-mapfile -t BENCH_DEBS < <(grep -v '^#' bench/debian-packages.txt | tr -s ' ' '\n' | grep -v '^$')
+# EMPEROR_BENCH_PACKAGES=0 skips them (the VM guest: no network, no benchmarks).
+BENCH_DEBS=()
+[ "${EMPEROR_BENCH_PACKAGES:-1}" = 0 ] || mapfile -t BENCH_DEBS < <(grep -v '^#' bench/debian-packages.txt | tr -s ' ' '\n' | grep -v '^$')
 missing=()
 for p in "${BENCH_DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -38,9 +40,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   had_policy=0
   [ -e "$policy" ] && had_policy=1
   [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; }
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  status=0
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } || status=$?
   [ "$had_policy" = 1 ] || rm -f "$policy"
+  [ "$status" -eq 0 ] || die "apt-get could not install ${missing[*]} (exit $status)"
   # Installed and enabled by the package: disabled, so no boot starts it either.
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
 fi
