@@ -81,6 +81,8 @@ export class Announcer {
     if (subs === undefined) return;
     this.#active.delete(name);
     for (const s of subs) this.#send(s, 1);
+    // Read again when it next runs: a replaced key file is taken then, and a removed vassal holds nothing.
+    for (const id of [...this.#signers.keys()]) if (id.startsWith(`${name}\0`)) this.#signers.delete(id);
   }
 
   /** An emperor stopping: every vassal unsubscribed (the packets out before the sockets close, within 1 s). */

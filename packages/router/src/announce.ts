@@ -1,21 +1,9 @@
 import { encodePacket, SUBSCRIPTION_MODIFIER1 } from './packet.js';
 import { signedPacket, type Signer } from './sign.js';
-import type { Algo } from './table.js';
+import type { Announcement } from './table.js';
 
-/** What one node announces for one key: uWSGI's subscribe-to/subscribe2 keys. */
-export interface NodeAnnouncement {
-  key: string;
-  address: string;
-  modifier1: number;
-  modifier2: number;
-  cores: number;
-  load: number;
-  weight: number;
-  backup: number;
-  proto: 'uwsgi' | 'http' | 'fastcgi' | 'scgi' | undefined;
-  algo: Algo | undefined;
-  vassal: string | undefined;
-}
+/** What one node announces for one key (the table's {@link Announcement}; `proto` may be left out, or any uWSGI's). */
+export type NodeAnnouncement = Omit<Announcement, 'proto'> & { proto: 'uwsgi' | 'http' | 'fastcgi' | 'scgi' | undefined };
 
 /**
  * A subscribe (cmd 0) or unsubscribe (cmd 1) packet, keys in uWSGI's order. Signed (emperor's scheme: the

@@ -42,6 +42,12 @@ const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'ENOENT', 'EACCES', 'ENOTSOCK', 
 const HEAD_TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'HEAD_TIMEOUT']);
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
+/**
+ * Whether a failed request may go to another node: its connect failed (nothing was sent), or it had no body
+ * and its method is idempotent. A body already streamed to the failed node cannot be sent again.
+ */
+const retryable = (code: string, req: IncomingMessage, hasBody: boolean): boolean => DEAD.has(code) || (!hasBody && IDEMPOTENT.has(req.method ?? ''));
+
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** Where a node's address points: a unix path, an abstract name, or host:port. */
@@ -281,8 +287,7 @@ export class HttpRouter {
             res.destroy();
             return finish();
           }
-          // Nothing of the response came: safe to try another node when no body byte was sent, or the method is idempotent.
-          finish(CONNECT_ERRORS.has(code) ? new NodeFailed(code, !hasBody || DEAD.has(code) || IDEMPOTENT.has(req.method ?? '')) : err);
+          finish(CONNECT_ERRORS.has(code) ? new NodeFailed(code, retryable(code, req, hasBody)) : err);
         },
       });
     });
@@ -302,7 +307,7 @@ export class HttpRouter {
       method: req.method ?? 'GET', url: req.url ?? '/', httpVersion: req.httpVersion, headers: { ...req.headers, 'x-forwarded-for': f.xff, 'x-forwarded-proto': f.proto },
       remoteAddr: req.socket.remoteAddress ?? '', remotePort: req.socket.remotePort ?? 0, serverName: host.replace(/:\d+$/, ''), serverPort: String(local ?? 80),
       scheme: f.proto, contentLength: cl === undefined ? undefined : Number(cl),
-    }, {});
+    });
     let packet: Buffer;
     try {
       packet = uwsgiRequestPacket(node.modifier1, node.modifier2, vars);
@@ -322,7 +327,7 @@ export class HttpRouter {
     } catch (e) {
       socket.destroy();
       const code = (e as { code?: string }).code ?? 'ECONNRESET';
-      throw new NodeFailed(code, !hasBody && IDEMPOTENT.has(req.method ?? ''));
+      throw new NodeFailed(code, retryable(code, req, hasBody));
     }
     node.rx += head.all.length - head.rest.length;
     if (head.complex) return this.#uwsgiComplex(node, socket, req, res, head);
@@ -477,7 +482,7 @@ export class HttpRouter {
             method: req.method ?? 'GET', url: req.url ?? '/', httpVersion: req.httpVersion, headers: { ...req.headers, 'x-forwarded-for': f.xff, 'x-forwarded-proto': f.proto },
             remoteAddr: client.remoteAddress ?? '', remotePort: client.remotePort ?? 0, serverName: host.replace(/:\d+$/, ''), serverPort: String(client.localPort ?? 80),
             scheme: f.proto, contentLength: undefined,
-          }, {});
+          });
           up.write(uwsgiRequestPacket(node.modifier1, node.modifier2, vars));
         }
         if (head.length > 0) up.write(head);

@@ -1,4 +1,4 @@
-import { chmodSync, existsSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { EmperorError } from '@emperor/errors';
 import { HttpRouter } from './http-router.js';
@@ -85,7 +85,11 @@ export const runRouter = async (config: RouterConfig): Promise<RunningRouter> =>
       config.log('info', `node ${node.address} of ${key} ${why === 'expired' ? `expired (no announcement for ${config.toleranceMs / 1000} s)` : 'unsubscribed'}`, { key, address: node.address, why });
     },
   });
-  const own = new Set(config.http.map((h) => (h.startsWith('/') ? h : `${hostPort(h, '--http').host === '0.0.0.0' ? '127.0.0.1' : hostPort(h, '--http').host}:${hostPort(h, '--http').port}`)));
+  const own = new Set(config.http.map((h) => {
+    if (h.startsWith('/')) return h;
+    const { host, port } = hostPort(h, '--http');
+    return `${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`;
+  }));
   const server = new SubscriptionServer({ table, ...(config.sign ? { sign: config.sign } : {}), forbiddenAddresses: own, log: config.log });
   router = new HttpRouter({ table, mountpoints: config.mountpoints, ...(config.headTimeoutMs ? { headTimeoutMs: config.headTimeoutMs } : {}), trustForwarded: config.trustForwarded, log: config.log, ...(config.fallbackKey ? { fallbackKey: config.fallbackKey } : {}) });
   const closers: Array<() => Promise<void>> = [];
@@ -109,9 +113,13 @@ export const runRouter = async (config: RouterConfig): Promise<RunningRouter> =>
     if (config.emperorSocket !== undefined && existsSync(config.emperorSocket)) {
       try {
         const list = await fetchBootstrap(config.emperorSocket);
-        const mine = new Set(config.subscriptionServers.flatMap((s, i) => [s, `127.0.0.1:${udpPorts[i]}`, `localhost:${udpPorts[i]}`, `:${udpPorts[i]}`, `0.0.0.0:${udpPorts[i]}`]));
+        // The emperor's subscriptions to this router: a unix path it listens on, or a UDP port it is bound to
+        // (the emperor may write the host as 127.0.0.1, localhost or the machine's name).
+        const paths = new Set(config.subscriptionServers.filter((s) => s.startsWith('/')));
+        const ports = new Set(udpPorts.filter((p) => p !== 0).map(String));
+        const mine = (server: string): boolean => (server.startsWith('/') ? paths.has(server) : ports.has(server.slice(server.lastIndexOf(':') + 1)));
         for (const a of list) {
-          if (!mine.has(a.server) && !config.subscriptionServers.some((s) => s.endsWith(`:${a.server.split(':').pop() ?? ''}`))) continue;
+          if (!mine(a.server)) continue;
           if (table.subscribe({ ...a, key: a.key.toLowerCase() }) === 'new') bootstrapped++;
         }
         config.log('info', `${bootstrapped} nodes taken from the emperor at ${config.emperorSocket}`, { bootstrapped });
@@ -137,6 +145,9 @@ export const runRouter = async (config: RouterConfig): Promise<RunningRouter> =>
         res.writeHead(404, { 'content-type': 'application/json' });
         res.end('{"error":"GET /stats or /metrics"}\n');
       });
+      // A socket left by a router that died is replaced; anything else at the path is an error.
+      const old = lstatSync(path, { throwIfNoEntry: false });
+      if (old?.isSocket()) unlinkSync(path);
       await new Promise<void>((resolve, reject) => {
         stats.once('error', reject);
         stats.listen(path, () => resolve());

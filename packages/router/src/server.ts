@@ -33,6 +33,8 @@ export interface ServerCounters {
   subscribed: number;
   refreshed: number;
   unsubscribed: number;
+  /** Unsubscribes of a node the table did not hold (already expired or never seen). */
+  unknownNode: number;
   refused: Record<Refusal, number>;
 }
 
@@ -49,7 +51,7 @@ const ADDRESS_RE = /^(\/[^\0]{1,254}|@[^\0]{1,254}|[A-Za-z0-9.:[\]-]{1,250}:\d{1
  */
 export class SubscriptionServer {
   readonly counters: ServerCounters = {
-    received: 0, subscribed: 0, refreshed: 0, unsubscribed: 0,
+    received: 0, subscribed: 0, refreshed: 0, unsubscribed: 0, unknownNode: 0,
     refused: {
       malformed: 0, 'not-subscription': 0, 'bad-key': 0, 'bad-address': 0, 'no-address': 0, 'bad-proto': 0, 'too-many-keys': 0, 'too-many-nodes': 0,
       unsigned: 0, 'bad-signature': 0, 'bad-key-file': 0, stale: 0, replayed: 0, 'replay-memory-full': 0, 'own-address': 0,
@@ -145,7 +147,10 @@ export class SubscriptionServer {
     const signed = this.#checkSignature(p, raw, key, address, from, now);
     if (signed !== true) return signed;
     if (!subscribe) {
-      if (!this.table.unsubscribe(key, address)) return 'unknown-node';
+      if (!this.table.unsubscribe(key, address)) {
+        this.counters.unknownNode++;
+        return 'unknown-node';
+      }
       this.counters.unsubscribed++;
       this.#log('info', `unsubscribed ${address} from ${key}`, { key, address, from });
       return 'unsubscribed';

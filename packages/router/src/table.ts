@@ -22,16 +22,9 @@ export interface Announcement {
   vassal: string | undefined;
 }
 
-export interface Node {
+/** A node of a key: what it announced (refreshed by each announcement), and what the router saw of it. */
+export interface Node extends Omit<Announcement, 'key' | 'algo' | 'address'> {
   readonly address: string;
-  modifier1: number;
-  modifier2: number;
-  cores: number;
-  load: number;
-  weight: number;
-  backup: number;
-  proto: NodeProto;
-  vassal: string | undefined;
   /** When it last announced (ms since the epoch). */
   lastCheck: number;
   /** Requests in flight (uWSGI's `reference`). */

@@ -21,7 +21,7 @@ export interface UwsgiRequest {
 const SKIP = new Set(['content-length', 'content-type']);
 
 /** The request's CGI variables as uWSGI's http router sends them (PEP 333 names). */
-export const uwsgiVars = (r: UwsgiRequest, extra: Record<string, string>): Array<[string, string]> => {
+export const uwsgiVars = (r: UwsgiRequest): Array<[string, string]> => {
   const q = r.url.indexOf('?');
   const path = q < 0 ? r.url : r.url.slice(0, q);
   let pathInfo = path;
@@ -39,8 +39,7 @@ export const uwsgiVars = (r: UwsgiRequest, extra: Record<string, string>): Array
   if (r.contentLength !== undefined) vars.push(['CONTENT_LENGTH', String(r.contentLength)]);
   const ct = r.headers['content-type'];
   if (ct !== undefined) vars.push(['CONTENT_TYPE', ct]);
-  const all = { ...r.headers, ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [k.toLowerCase(), v])) };
-  for (const [k, v] of Object.entries(all)) {
+  for (const [k, v] of Object.entries(r.headers)) {
     if (v === undefined || SKIP.has(k)) continue;
     const name = `HTTP_${k.toUpperCase().replace(/-/g, '_')}`;
     vars.push([name, Array.isArray(v) ? v.join(k === 'cookie' ? '; ' : ', ') : v]);
