@@ -22,6 +22,8 @@ const world = (t: Test, bin = emperorBin) => {
   const runDir = join(root, 'run');
   const cgroupParent = `emperor-test-${process.pid}-adopt${Math.random().toString(36).slice(2, 6)}`;
   let current: { proc: ChildProcess; exited: Promise<unknown>; out: () => string } | undefined;
+  /** What each emperor started in this world printed, in order (for a failure's diagnosis). */
+  const outs: Array<() => string> = [];
   const start = () => {
     const proc = spawn(bin, [dir, '--run-dir', runDir, '--log-dir', join(root, 'log'), '--cgroup-parent', cgroupParent], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -29,6 +31,7 @@ const world = (t: Test, bin = emperorBin) => {
     proc.stderr?.on('data', (d: Buffer) => (out += d.toString()));
     const exited = new Promise((r) => proc.on('exit', r));
     current = { proc, exited, out: () => out };
+    outs.push(current.out);
     return current;
   };
   const vassals = async (): Promise<View[]> => JSON.parse(await get(join(runDir, 'control.sock'), '/vassals')) as View[];
@@ -97,7 +100,7 @@ const world = (t: Test, bin = emperorBin) => {
     }
     rmSync(root, { recursive: true, force: true });
   });
-  return { root, dir, runDir, cgroupParent, start, vassals, until, kill9, write, inJail, load, current: () => current };
+  return { root, dir, runDir, cgroupParent, start, vassals, until, kill9, write, inJail, load, current: () => current, outs: () => outs.map((o) => o()) };
 };
 
 /** Alive and not a zombie (a shim whose emperor died is reaped by PID 1, in its own time). */
@@ -192,6 +195,7 @@ if (requireJails(t)) {
     const [b, a] = [(n: string) => before.find((v) => v.name === n), (n: string) => after.find((v) => v.name === n)];
     t.equal(a('same')?.pid, b('same')?.pid, 'unchanged: the same app');
     t.same(a('edit')?.jail, b('edit')?.jail, 'changed (its command): the same jail');
+    if (!t.passing()) t.comment(`edit: ${JSON.stringify(a('edit'))}; what the emperors said of it:\n${w.outs().map((o) => o.split('\n').filter((l) => l.includes('edit')).join('\n')).join('\n--\n')}`);
     t.not(a('edit')?.pid, b('edit')?.pid, 'a new app');
     for (let i = 0; i < 200 && w.inJail('edit', 'sleep 601').length > 0; i++) await new Promise((r) => setTimeout(r, 25)); // the old one's stop
     t.same(w.inJail('edit', 'sleep 601'), [], 'the old app was stopped');
