@@ -84,7 +84,7 @@ export const buildSpec = (v: VassalInput, ctx: Context): CheckResult => {
     if (s.address !== undefined) bad(`expected no addr= in tyrant mode, got ${s.address}`, 'the emperor announces your own socket; remove addr=', 'EMPEROR_ERR_CONFIG_USER');
     if (s.vassal !== undefined) bad(`expected no vassal= in tyrant mode, got ${s.vassal}`, 'the emperor names your vassal itself; remove vassal=', 'EMPEROR_ERR_CONFIG_USER');
     // root would stat the path for the customer (and tell them, by announcing or not, what exists where they cannot look)
-    if (s.check !== undefined) bad(`expected no check= in tyrant mode, got ${s.check}`, 'pause the announcements with emperor stop, or remove check=', 'EMPEROR_ERR_CONFIG_USER');
+    if (s.check !== undefined) bad(`expected no check= in tyrant mode, got ${s.check}`, 'remove check=; the emperor announces the app while it runs and withdraws it when it stops', 'EMPEROR_ERR_CONFIG_USER');
   }
   if (v.socket === undefined) {
     for (const k of ['chown-socket', 'chmod-socket'] as const) if (v[k] !== undefined) at(k, 'expected a socket key with it, got none', 'add socket = app.sock or remove this key', 'EMPEROR_ERR_CONFIG_MISSING_KEY');

@@ -211,7 +211,7 @@ t.test('subscriptions: a socket to announce; tyrant mode: only the operator\'s s
     "k.ini:4: subscribe-to: expected one of the operator's subscription servers (127.0.0.1:2626, /run/emperor/sub.sock; subscription-servers, set in emperor.ini:3), got 127.0.0.1:9999 (in tyrant mode the operator names the routers in emperor.ini (subscription-servers))",
     'k.ini:5: subscribe2: expected no addr= in tyrant mode, got /run/emperor/control.sock (the emperor announces your own socket; remove addr=)',
     'k.ini:5: subscribe2: expected no vassal= in tyrant mode, got bob (the emperor names your vassal itself; remove vassal=)',
-    'k.ini:5: subscribe2: expected no check= in tyrant mode, got /root/secret (pause the announcements with emperor stop, or remove check=)',
+    'k.ini:5: subscribe2: expected no check= in tyrant mode, got /root/secret (remove check=; the emperor announces the app while it runs and withdraws it when it stops)',
   ]);
   const ok = await good('k.ini', '[uwsgi]\ncommand = x\nsocket = a.sock\nsubscribe-to = 127.0.0.1:2626:a.test\nsubscribe-to = /run/emperor/sub.sock:c.test\n', tyrant);
   t.same(ok.subscriptions.map((s) => s.key), ['a.test', 'c.test'], 'the operator\'s servers, their own socket');

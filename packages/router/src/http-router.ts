@@ -1,5 +1,7 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { EmperorError } from '@emperor/errors';
+import { removeSocketFile } from '@emperor/jail';
 import { Pool } from 'undici';
 import type { Node, Slot, SubscriptionTable } from './table.js';
 import { readHead, readResponse, uwsgiRequestPacket, uwsgiVars, type ResponseHead } from './uwsgi-client.js';
@@ -117,6 +119,10 @@ export class HttpRouter {
       else socket.destroy();
     });
     const t = connectTarget(address);
+    // A socket a router that died left is replaced; anything else there is the operator's, and kept.
+    if ('path' in t && removeSocketFile(t.path) === 'not-a-socket') {
+      throw new EmperorError('EMPEROR_ERR_USAGE', `--http ${address}: expected a free path or a socket, got something else there`, { hint: 'remove it or choose another path' });
+    }
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       const done = (): void => {

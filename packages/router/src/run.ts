@@ -1,6 +1,7 @@
-import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import { EmperorError } from '@emperor/errors';
+import { removeSocketFile } from '@emperor/jail';
 import { HttpRouter } from './http-router.js';
 import { SubscriptionServer, type SignCheck } from './server.js';
 import { routerMetrics, routerStats } from './stats.js';
@@ -145,9 +146,8 @@ export const runRouter = async (config: RouterConfig): Promise<RunningRouter> =>
         res.writeHead(404, { 'content-type': 'application/json' });
         res.end('{"error":"GET /stats or /metrics"}\n');
       });
-      // A socket left by a router that died is replaced; anything else at the path is an error.
-      const old = lstatSync(path, { throwIfNoEntry: false });
-      if (old?.isSocket()) unlinkSync(path);
+      // A socket left by a router that died is replaced; anything else at the path is the operator's, and kept.
+      if (removeSocketFile(path) === 'not-a-socket') throw new EmperorError('EMPEROR_ERR_USAGE', `--stats ${path}: expected a free path or a socket, got something else there`, { hint: 'remove it or choose another path' });
       await new Promise<void>((resolve, reject) => {
         stats.once('error', reject);
         stats.listen(path, () => resolve());

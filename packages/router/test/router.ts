@@ -1,6 +1,6 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -297,4 +297,39 @@ t.test('stats: uWSGI\'s shape on the stats socket, and Prometheus', async (t) =>
   const m = await fetchStats('/metrics');
   t.match(m, /emperor_router_node_requests_total\{key="example\.test",node="[^"]+u1\.sock"\} \d+/);
   t.match(m, /emperor_subscription_refused_total\{reason="unsigned"\} [1-9]/);
+});
+
+t.test('a router that was SIGKILLed left its unix sockets: the next one replaces them; a file at a listener\'s path is refused and kept', async (t) => {
+  const http = join(dir, 'dead-router.http.sock');
+  const stats = join(dir, 'dead-router.stats.sock');
+  const sub = join(dir, 'dead-router.sub.sock');
+  // What a router killed with SIGKILL leaves: sockets nobody listens on.
+  const dead = spawn(process.execPath, ['-e', `const net = require('node:net'); let n = 0; for (const p of ${JSON.stringify([http, stats, sub])}) net.createServer().listen(p, () => { if (++n === 3) console.log('up'); });`], { stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  children.add(dead);
+  await new Promise<void>((res) => dead.stdout?.once('data', () => res()));
+  process.kill(-(dead.pid ?? 0), 'SIGKILL');
+  await new Promise((res) => dead.once('exit', res));
+  const config = { http: [http], subscriptionServers: [sub], stats, toleranceMs: 3_000, algo: 'wrr' as const, mountpoints: 0, maxKeys: 10, maxNodesPerKey: 4, trustForwarded: false, log: () => {} };
+  const next = await runRouter(config);
+  const ask = (socketPath: string, path: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ socketPath, path, agent: false, headers: { host: 'nobody.test' } }, (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => (b += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: b }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal((await ask(http, '/')).status, 502, 'the next router serves on the dead one\'s http socket');
+  t.match((await ask(stats, '/stats')).body, /"subscriptions"/, 'and its stats socket');
+  await next.close();
+  // A regular file where a listener should be: an error naming the path; the file is not removed.
+  writeFileSync(http, 'not a socket');
+  await t.rejects(runRouter(config), { code: 'EMPEROR_ERR_USAGE', message: /^--http \S+dead-router\.http\.sock: expected a free path or a socket, got something else there$/ }, 'refused, naming the path');
+  t.equal(readFileSync(http, 'utf8'), 'not a socket', 'the file is kept');
+  rmSync(http);
+  mkdirSync(stats);
+  await t.rejects(runRouter(config), { code: 'EMPEROR_ERR_USAGE', message: /^--stats \S+dead-router\.stats\.sock: expected a free path or a socket, got something else there$/ }, 'a directory at the stats path: refused');
+  t.ok(statSync(stats).isDirectory(), 'and kept');
+  t.notOk(existsSync(http), 'the http socket of that failed start is removed with it');
 });
