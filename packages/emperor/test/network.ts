@@ -191,18 +191,30 @@ if (jails) {
     const net = async (name: string) => (await d.view(name))?.net ?? undefined;
     const before = await net('alice');
     const bobBefore = await net('bob');
+    // TCP segments each side sent again (the kernel's RetransSegs, in the jail's and in the internet's netns).
+    const alicePid = (await d.view('alice'))?.pid;
+    const retrans = (snmp: string): number => {
+      const [names, values] = snmp.split('\n').filter((l) => l.startsWith('Tcp:')).map((l) => l.split(/\s+/));
+      return Number(values?.[names?.indexOf('RetransSegs') ?? -1]);
+    };
+    const resent = () => ({ jail: retrans(readFileSync(`/proc/${alicePid}/net/snmp`, 'utf8')), internet: retrans(world.run('internet', 'cat', '/proc/net/snmp').stdout) });
+    const resentBefore = resent();
     const N = 2_000_000;
     t.same(await d.probe('alice', `/tcp?host=${INTERNET}&port=${TCP_ECHO}&bytes=${N}&timeout=20000`), { ok: true, received: N });
     await settle();
     const mid = await net('alice');
+    const resentMid = resent();
     if (before === undefined || mid === undefined || bobBefore === undefined) throw new Error('no net view');
     const tx = mid.txBytes - before.txBytes;
     const rx = mid.rxBytes - before.rxBytes;
-    // Each way: the payload, plus IP and TCP headers (52 bytes a packet with timestamps), the handshake,
-    // and what TCP sent twice (veth segments are up to 64K: one retransmission is 3 % of this transfer).
-    const over = (packets: number) => N + packets * 80 + N * 0.05;
-    t.ok(tx >= N && tx <= over(mid.txPackets - before.txPackets), `tx ${tx} bytes for ${N} of payload, ${mid.txPackets - before.txPackets} packets`);
-    t.ok(rx >= N && rx <= over(mid.rxPackets - before.rxPackets), `rx ${rx} bytes for ${N} of payload, ${mid.rxPackets - before.rxPackets} packets`);
+    // Each way: the payload, plus IP and TCP headers (52 bytes a packet with timestamps), the handshake, a
+    // margin, and every segment TCP sent again (each at most a 1500-byte frame: RetransSegs counts segments of
+    // the MSS, however large the GSO packet that carried them).
+    const over = (packets: number, again: number) => N + packets * 80 + N * 0.05 + again * 1500;
+    const again = { tx: resentMid.jail - resentBefore.jail, rx: resentMid.internet - resentBefore.internet };
+    t.ok(Number.isInteger(again.tx) && Number.isInteger(again.rx), `retransmissions read (${again.tx} out, ${again.rx} in)`);
+    t.ok(tx >= N && tx <= over(mid.txPackets - before.txPackets, again.tx), `tx ${tx} bytes for ${N} of payload, ${mid.txPackets - before.txPackets} packets, ${again.tx} segments sent again`);
+    t.ok(rx >= N && rx <= over(mid.rxPackets - before.rxPackets, again.rx), `rx ${rx} bytes for ${N} of payload, ${mid.rxPackets - before.rxPackets} packets, ${again.rx} segments sent again`);
     const bobMid = await net('bob');
     t.ok((bobMid?.txBytes ?? 0) - bobBefore.txBytes < 10_000, 'bob\'s counters did not take alice\'s traffic');
     const metrics = await d.api('/metrics');
